@@ -1,0 +1,163 @@
+"""Assemble and run studies from a config or from Python objects.
+
+``search`` is the Python front door; the CLI goes through ``create_study`` and ``open_study``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from nasforge.config import StudyConfig, instantiate, parse_config
+from nasforge.datasets import load_dataset
+from nasforge.errors import ConfigError, StoreError
+from nasforge.execution.pool import ProcessPoolExecutor
+from nasforge.execution.serial import SerialExecutor
+from nasforge.execution.worker import WorkerContext
+from nasforge.registry import import_object
+from nasforge.space.space import Space
+from nasforge.spaces import SPACES
+from nasforge.store.sqlite import DB_NAME, SQLiteStore
+from nasforge.study import Study
+from nasforge.train.data import Data
+from nasforge.train.trainer import SupervisedTrainer
+from nasforge.types import Objective
+
+
+def default_out_dir(cfg: StudyConfig) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.space.name.replace(':', '_').replace('.', '_')}-{cfg.dataset.name}-{stamp}"
+
+
+class Objects:
+    """Python objects that replace config entries (from the API); None means: build from the config."""
+
+    def __init__(self, space: Callable[..., Any] | None = None, data: Any = None, evaluate: Callable[..., Any] | None = None,
+                 strategy: Any = None, scheduler: Any = None):
+        self.space, self.data, self.evaluate, self.strategy, self.scheduler = space, data, evaluate, strategy, scheduler
+
+
+def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = None) -> Study:
+    objects = objects or Objects()
+    data = objects.data if objects.data is not None else load_dataset({"name": cfg.dataset.name, **cfg.dataset.args})
+    space_fn = objects.space or SPACES.get(cfg.space.name)
+    context = data.context() if isinstance(data, Data) else {}
+    space = Space(space_fn, context, name=cfg.space.name, args=cfg.space.args)
+    if objects.evaluate is not None:
+        evaluator = objects.evaluate
+    elif cfg.evaluator:
+        evaluator = import_object(cfg.evaluator)
+    else:
+        evaluator = SupervisedTrainer(**cfg.trainer.model_dump())
+    strategy = objects.strategy or instantiate("strategy", cfg.strategy)
+    scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
+    context_for_workers = WorkerContext(space, data, evaluator, str(directory))
+    workers = cfg.workers
+
+    def executor_factory() -> Any:
+        if workers == 1:
+            return SerialExecutor(context_for_workers)
+        return ProcessPoolExecutor(context_for_workers, workers)
+
+    return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
+                 executor_factory=executor_factory, objective=Objective(cfg.objective.metric, cfg.objective.mode),
+                 seed=cfg.seed, max_budget=cfg.budget, max_trials=cfg.trials)
+
+
+def create_study(cfg: StudyConfig, directory: Path | None = None, objects: Objects | None = None,
+                 resumable: str | None = None) -> Study:
+    """A new study in a new (or empty) directory. ``resumable`` is None when the config alone can
+    rebuild the study (``nasforge resume``), else the reason why not."""
+    directory = Path(directory or cfg.out or default_out_dir(cfg))
+    if (directory / DB_NAME).exists() and SQLiteStore(directory).count() > 0:
+        raise ConfigError(f"{str(directory)!r} already holds a study; continue it with `nasforge resume {directory}` "
+                          f"or choose another --out")
+    study = build_study(cfg, directory, objects)
+    study.store.set_meta("config", cfg.model_dump(mode="json"))
+    study.store.set_meta("resumable", resumable)
+    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return study
+
+
+def stored_config(directory: str | Path) -> tuple[StudyConfig, str | None]:
+    store = SQLiteStore(directory, create=False)
+    try:
+        data = store.get_meta("config")
+        reason = store.get_meta("resumable")
+    finally:
+        store.close()
+    if data is None:
+        raise StoreError(f"{str(directory)!r} holds no study config")
+    return parse_config(data, f"stored in {directory}"), reason  # type: ignore[return-value]
+
+
+def open_study(directory: str | Path, objects: Objects | None = None) -> Study:
+    """An existing study, rebuilt from its stored config (objects replace what cannot be stored)."""
+    cfg, reason = stored_config(directory)
+    objects = objects or Objects()
+    if reason and objects.space is None and objects.data is None and objects.evaluate is None and objects.strategy is None:
+        raise ConfigError(f"the study in {str(directory)!r} was made from Python objects ({reason}); "
+                          f"resume it from Python with nasforge.resume({str(directory)!r}, ...) passing the same objects")
+    return build_study(cfg, Path(directory), objects)
+
+
+def _spec(value: Any, kind: str) -> tuple[Any, Any, str | None]:
+    """Split an API argument into (config entry, object, reason the config alone cannot rebuild it)."""
+    if value is None or isinstance(value, (str, dict)):
+        return value, None, None
+    target = value if inspect.isfunction(value) or inspect.isclass(value) else type(value)
+    module, name = getattr(target, "__module__", "?"), getattr(target, "__qualname__", "?")
+    importable = inspect.isfunction(value) and module != "__main__" and "<" not in name
+    return f"{module}:{name}", value, None if importable else f"the {kind} is a Python object ({name})"
+
+
+def search(space: Any = "mlp", data: Any = "iris", strategy: Any = "random", scheduler: Any = "full", *,
+           budget: float = 30, trials: int = 20, seed: int = 0, workers: int = 1, evaluate: Callable[..., Any] | None = None,
+           objective: str = "val_loss", mode: str = "min", trainer: dict[str, Any] | None = None,
+           space_args: dict[str, Any] | None = None, out: str | Path | None = None,
+           on_trial_end: Callable[..., Any] | None = None) -> Study:
+    """Search ``space`` on ``data`` and return the finished :class:`~nasforge.study.Study`.
+
+    ``space``: a built-in name (``"mlp"``), an import path, or a function ``(arch, **context) -> nn.Module``.
+    ``data``: a dataset name or spec dict, a :class:`~nasforge.train.data.Data`, or a tuple ``(x, y)``.
+    ``strategy`` / ``scheduler``: a name or an object. ``budget``: epochs per trial. ``evaluate``:
+    your own ``evaluate(model, data, budget, state) -> metrics`` instead of the built-in trainer.
+    ``out``: the study directory (a new temporary directory by default).
+    """
+    if isinstance(data, tuple) and len(data) == 2:
+        data = Data.from_arrays(*data)
+    entries: dict[str, Any] = {}
+    reasons: list[str] = []
+    found: dict[str, Any] = {}
+    for key, value in (("space", space), ("dataset", data), ("strategy", strategy), ("scheduler", scheduler),
+                       ("evaluator", evaluate)):
+        entry, obj, reason = _spec(value, key)
+        if entry is not None:
+            entries[key] = entry
+        found[key] = obj
+        if reason:
+            reasons.append(reason)
+    if space_args:
+        entries["space"] = {"name": entries.get("space", "mlp") if isinstance(entries.get("space"), str) else "mlp",
+                            "args": space_args}
+    cfg = parse_config({**entries, "budget": budget, "trials": trials, "seed": seed, "workers": workers,
+                        "objective": {"metric": objective, "mode": mode}, "trainer": trainer or {}}, "(from nasforge.search)")
+    objects = Objects(found["space"], found["dataset"], found["evaluator"], found["strategy"], found["scheduler"])
+    if out is None:
+        import tempfile
+        out = tempfile.mkdtemp(prefix="nasforge-")
+    study = create_study(cfg, Path(out), objects, "; ".join(reasons) or None)
+    return study.run(on_trial_end)
+
+
+def resume(directory: str | Path, *, space: Callable[..., Any] | None = None, data: Any = None,
+           evaluate: Callable[..., Any] | None = None, strategy: Any = None, scheduler: Any = None,
+           on_trial_end: Callable[..., Any] | None = None) -> Study:
+    """Finish an interrupted study. Pass the same Python objects a study made from Python used."""
+    if isinstance(data, tuple) and len(data) == 2:
+        data = Data.from_arrays(*data)
+    study = open_study(directory, Objects(space, data, evaluate, strategy, scheduler))
+    return study.run(on_trial_end)

@@ -1,0 +1,208 @@
+"""The ``nasforge`` command: search, resume, status, export, spaces, strategies."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from nasforge.errors import NasforgeError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nasforge", description="Neural architecture search for your own data.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("search", help="start a new search (the embedded default when no CONFIG is given)")
+    s.add_argument("config", nargs="?", help="YAML config file (see README: config reference)")
+    s.add_argument("--out", help="study directory (default: runs/<space>-<dataset>-<time>)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--space", help="space name or package.module:function")
+    s.add_argument("--dataset", help="dataset name")
+    s.add_argument("--strategy", help="strategy name")
+    s.add_argument("--scheduler", help="scheduler name")
+    s.add_argument("--trials", type=int, help="number of trials")
+    s.add_argument("--budget", type=float, help="epochs per trial")
+    s.add_argument("--workers", type=int, help="parallel worker processes")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("resume", help="finish an interrupted search")
+    r.add_argument("directory")
+    r.add_argument("--quiet", action="store_true")
+
+    st = sub.add_parser("status", help="trials and best architecture of a study")
+    st.add_argument("directory")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--top", type=int, default=10)
+
+    e = sub.add_parser("export", help="write the best model and its architecture JSON")
+    e.add_argument("directory")
+    e.add_argument("--format", default="state_dict", choices=["state_dict", "torchscript"])
+    e.add_argument("--out", help="output directory (default: DIR/export)")
+    e.add_argument("--trial", type=int, help="export this trial instead of the best")
+
+    sub.add_parser("spaces", help="list the built-in search spaces")
+    sub.add_parser("strategies", help="list the search strategies")
+    sub.add_parser("schedulers", help="list the schedulers")
+    sub.add_parser("datasets", help="list the built-in datasets")
+    return p
+
+
+def _console() -> Any:
+    from rich.console import Console
+    return Console()
+
+
+def _run_study(study: Any, quiet: bool, total: int) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    console = _console()
+    console.print(f"study: [bold]{study.directory}[/]   space: {study.space.name}   "
+                  f"data: {getattr(study.data, 'summary', lambda: type(study.data).__name__)()}")
+    if quiet:
+        study.run()
+        return
+    metric = study.objective.metric
+    with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False) as bar:
+        done = sum(1 for t in study.store.trials() if t.state.finished or t.state.value == "paused")
+        task = bar.add_task("search", total=max(total, done), completed=done, best="")
+
+        def on_trial_end(st: Any, trial: Any) -> None:
+            best = st.best
+            text = f"best {metric} {best.metrics.get(metric, float('nan')):.4f} (trial {best.id})" if best else ""
+            bar.update(task, advance=1, best=text)
+
+        study.run(on_trial_end)
+        bar.update(task, completed=bar.tasks[0].total)
+
+
+def _summary(study: Any) -> None:
+    from nasforge.report.leaderboard import leaderboard_table
+    console = _console()
+    trials = study.store.trials()
+    console.print(leaderboard_table(trials, study.objective.metric))
+    failed = [t for t in trials if t.state.value == "failed"]
+    if failed:
+        console.print(f"[yellow]{len(failed)} trial(s) failed[/]; first error: {failed[0].error}")
+    best = study.best
+    if best is None:
+        console.print("[red]no trial succeeded[/]")
+        return
+    console.print(f"best architecture (trial {best.id}, {study.objective.metric} = {best.metrics[study.objective.metric]:.4f}):")
+    console.print_json(json.dumps(best.arch))
+    console.print(f"next: nasforge status {study.directory}   |   nasforge export {study.directory}")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from nasforge.api import create_study
+    from nasforge.config import load_config
+    overrides = {"seed": args.seed, "space": args.space, "dataset": args.dataset, "strategy": args.strategy,
+                 "scheduler": args.scheduler, "trials": args.trials, "budget": args.budget, "workers": args.workers,
+                 "out": args.out}
+    cfg = load_config(args.config, overrides)
+    study = create_study(cfg)
+    start = time.perf_counter()
+    _run_study(study, args.quiet, study.expected_jobs())
+    _console().print(f"finished in {time.perf_counter() - start:.1f}s")
+    _summary(study)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from nasforge.api import open_study
+    study = open_study(args.directory)
+    _run_study(study, args.quiet, study.expected_jobs())
+    _summary(study)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nasforge.report.leaderboard import leaderboard_table, status_json
+    from nasforge.store.sqlite import SQLiteStore
+    from nasforge.study import best_trial
+    store = SQLiteStore(args.directory, create=False)
+    trials = store.trials()
+    objective = store.get_meta("objective") or {"metric": "val_loss", "mode": "min"}
+    meta = {"directory": str(args.directory), "finished": store.get_meta("finished_at") is not None}
+    if args.json:
+        print(json.dumps(status_json(trials, objective, meta), indent=2))  # type: ignore[arg-type]
+        return 0
+    console = _console()
+    counts = status_json(trials, objective, meta)["counts"]  # type: ignore[arg-type]
+    console.print(f"study {args.directory}: {len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
+                  f"{'finished' if meta['finished'] else 'not finished (nasforge resume DIR continues it)'}")
+    console.print(leaderboard_table(trials, objective["metric"], args.top))  # type: ignore[index]
+    best = best_trial(trials)
+    if best:
+        console.print(f"best: trial {best.id}")
+        console.print_json(json.dumps(best.arch))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nasforge.api import open_study
+    from nasforge.errors import StoreError
+    from nasforge.report.export import export_model
+    from nasforge.study import load_trained_model
+    study = open_study(args.directory)
+    trial = study.store.trial(args.trial) if args.trial is not None else study.best
+    if trial is None:
+        raise StoreError(f"the study in {args.directory} has no successful trial to export")
+    model = load_trained_model(study.space, study.directory, trial)
+    example = study.data.x_val[:2] if hasattr(study.data, "x_val") else None
+    if example is None:
+        raise StoreError("cannot export without example inputs from the dataset")
+    out = Path(args.out) if args.out else study.directory / "export"
+    paths = export_model(model, study.space, trial, example.cpu(), out, args.format, study.space.name)
+    _console().print(f"exported trial {trial.id} ({args.format}): " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _list(registry: Any) -> int:
+    for name in registry.names():
+        print(f"{name:16s} {registry.describe(name)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # User spaces and evaluators are named 'module:function'; find modules beside the user, as `python -m` does.
+    for folder in (Path.cwd(), Path(getattr(args, "config", None) or ".").resolve().parent):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    try:
+        if args.command == "search":
+            return cmd_search(args)
+        if args.command == "resume":
+            return cmd_resume(args)
+        if args.command == "status":
+            return cmd_status(args)
+        if args.command == "export":
+            return cmd_export(args)
+        if args.command == "spaces":
+            from nasforge.spaces import SPACES
+            return _list(SPACES)
+        if args.command == "strategies":
+            from nasforge.strategies import STRATEGIES
+            return _list(STRATEGIES)
+        if args.command == "schedulers":
+            from nasforge.schedulers import SCHEDULERS
+            return _list(SCHEDULERS)
+        from nasforge.datasets import DATASETS
+        return _list(DATASETS)
+    except NasforgeError as exc:
+        print(f"nasforge: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        where = getattr(args, "directory", None) or "DIR"
+        print(f"\nnasforge: interrupted; finished trials are saved. Continue with: nasforge resume {where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

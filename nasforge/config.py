@@ -1,0 +1,182 @@
+"""Study configuration: a YAML file validated against these models (unknown keys are rejected).
+
+Every component (space, dataset, strategy, scheduler) is written either as a name
+(``strategy: random``) or as a mapping with a name and its arguments
+(``strategy: {name: grid, args: {shuffle: true}}``; arguments may also sit beside the name).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nasforge.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "default.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Component(_Strict):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "name" in value:
+            extra = {k: v for k, v in value.items() if k not in ("name", "args")}
+            args = dict(value.get("args") or {})
+            overlap = set(extra) & set(args)
+            if overlap:
+                raise ValueError(f"argument(s) {', '.join(sorted(overlap))} given both beside 'name' and under 'args'")
+            return {"name": value["name"], "args": {**args, **extra}}
+        return value
+
+
+class TrainerConfig(_Strict):
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(0.01, gt=0)
+    batch_size: int = Field(32, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    device: str = "auto"
+
+
+class ObjectiveConfig(_Strict):
+    metric: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+
+
+class StudyConfig(_Strict):
+    space: Component = Component(name="mlp")
+    dataset: Component = Component(name="iris")
+    strategy: Component = Component(name="random")
+    scheduler: Component = Component(name="full")
+    evaluator: str | None = None  # import path of evaluate(model, data, budget, state); default: the trainer
+    trainer: TrainerConfig = TrainerConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    trials: int = Field(20, ge=1)
+    budget: float = Field(30, gt=0)  # the most epochs one trial trains for
+    workers: int = Field(1, ge=1)
+    seed: int = 0
+    out: str | None = None
+
+    @field_validator("space", "dataset", "strategy", "scheduler")
+    @classmethod
+    def _known_name(cls, value: Component, info: Any) -> Component:
+        _registry(info.field_name).check(value.name)
+        return value
+
+    @field_validator("evaluator")
+    @classmethod
+    def _import_path(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            raise ValueError(f"evaluator must be an import path 'package.module:function', got {value!r}")
+        return value
+
+
+def _registry(field: str) -> Any:
+    if field == "space":
+        from nasforge.spaces import SPACES
+        return SPACES
+    if field == "dataset":
+        from nasforge.datasets import DATASETS
+        return DATASETS
+    if field == "strategy":
+        from nasforge.strategies import STRATEGIES
+        return STRATEGIES
+    from nasforge.schedulers import SCHEDULERS
+    return SCHEDULERS
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = StudyConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return None
+    return model
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            allowed = ", ".join(parent.model_fields) if parent else "see the config reference"
+            lines.append(f"unknown key {where!r}; allowed keys here: {allowed}")
+        else:
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            got = e.get("input")
+            shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+            lines.append(f"{where}: {msg}{shown}")
+    return f"invalid config {source}: " + "; ".join(lines)
+
+
+def parse_config(data: Any, source: str = "") -> StudyConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: the top level must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {str(file)!r}")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {file} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {file}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read a YAML config (the embedded default when ``path`` is None) and apply overrides."""
+    data = read_yaml(path or DEFAULT_CONFIG)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    return parse_config(data, str(path) if path else "(embedded default)")
+
+
+def instantiate(kind: str, component: Component, **fixed: Any) -> Any:
+    """Build a component from its registry, checking its arguments against the signature."""
+    import inspect
+    factory = _registry(kind).get(component.name)
+    args = {**component.args, **fixed}
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = [a for a in args if a not in params]
+        if unknown:
+            allowed = [p for p in params if p != "self"]
+            raise ConfigError(f"{kind} {component.name!r} has no argument(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}")
+    try:
+        return factory(**args)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{kind} {component.name!r}: {exc}") from exc

@@ -1,0 +1,22 @@
+"""Errors with messages meant for the user: each names what is wrong and what is allowed."""
+from __future__ import annotations
+
+
+class NasforgeError(Exception):
+    """Base class of every error nasforge raises on purpose."""
+
+
+class ConfigError(NasforgeError, ValueError):
+    """A config, CLI flag or API argument is invalid."""
+
+
+class SpaceError(NasforgeError, ValueError):
+    """A search space or an architecture does not fit the space."""
+
+
+class StoreError(NasforgeError):
+    """A study directory or database is missing, locked or unreadable."""
+
+
+class DataError(NasforgeError, ValueError):
+    """A dataset is missing or malformed."""

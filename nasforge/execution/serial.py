@@ -1,0 +1,27 @@
+"""Runs jobs one at a time in the driver process."""
+from __future__ import annotations
+
+from collections import deque
+
+from nasforge.execution.base import Job, JobEvent
+from nasforge.execution.worker import WorkerContext, run_job
+
+
+class SerialExecutor:
+    capacity = 1
+
+    def __init__(self, context: WorkerContext):
+        self.context = context
+        self._queue: deque[Job] = deque()
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+
+    def poll(self, timeout: float | None = None) -> list[JobEvent]:
+        return [run_job(self.context, self._queue.popleft())] if self._queue else []
+
+    def running(self) -> int:
+        return len(self._queue)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self._queue.clear()

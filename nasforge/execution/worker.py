@@ -1,0 +1,60 @@
+"""What a worker does with a job: build the model, load its checkpoint, evaluate, save."""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from nasforge.execution.base import Job, JobEvent
+from nasforge.space.space import Space
+from nasforge.train.evaluator import as_eval_result
+
+
+@dataclass
+class WorkerContext:
+    """Everything a worker needs, sent to each worker process once."""
+
+    space: Space
+    data: Any
+    evaluator: Callable[..., Any]
+    directory: str | None  # study directory for checkpoints; None keeps no checkpoints
+    threads: int | None = None
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically: a crash leaves either the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
+    start = time.perf_counter()
+    try:
+        torch.manual_seed(job.seed)  # the same weights wherever and whenever the job runs
+        model = ctx.space.build(job.arch)
+        state = None
+        if job.checkpoint_in and ctx.directory:
+            saved = load_checkpoint(Path(ctx.directory) / job.checkpoint_in)
+            state = saved["evaluator"]
+            torch.set_rng_state(saved["torch_rng"])  # continue the random stream (dropout) where it stopped
+        out = as_eval_result(ctx.evaluator(model, ctx.data, job.budget, state))
+        written = None
+        if out.state is not None and job.checkpoint_out and ctx.directory:
+            save_checkpoint(Path(ctx.directory) / job.checkpoint_out, {"evaluator": out.state, "torch_rng": torch.get_rng_state()})
+            written = job.checkpoint_out
+        return JobEvent(job, out.metrics, list(out.curve), None, time.perf_counter() - start, written)
+    except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded, never fatal
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+        return JobEvent(job, error=f"{type(exc).__name__}: {exc}{where}", duration=time.perf_counter() - start)

@@ -1,0 +1,67 @@
+"""Export a trained model: state dict + architecture JSON, or TorchScript."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasforge.errors import ConfigError, SpaceError
+from nasforge.space.space import Space
+from nasforge.store.base import Trial
+
+FORMATS = ("state_dict", "torchscript")
+
+
+def export_model(model: nn.Module, space: Space, trial: Trial, example: torch.Tensor, out: Path, fmt: str,
+                 space_name: str) -> list[Path]:
+    """Write the model in ``fmt`` plus ``arch.json`` (architecture, space, context, metrics)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"Invalid export format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    info = {"trial": trial.id, "arch": trial.arch, "space": space_name, "context": _jsonable(space.context),
+            "metrics": trial.metrics, "input_shape": list(example.shape[1:]), "format": fmt}
+    arch_file = out / "arch.json"
+    arch_file.write_text(json.dumps(info, indent=2))
+    if fmt == "state_dict":
+        path = out / "model.pt"
+        torch.save(model.state_dict(), path)
+    else:
+        path = out / "model.torchscript.pt"
+        with torch.no_grad():
+            scripted = _torchscript(model, example)
+        scripted.save(str(path))
+    return [path, arch_file]
+
+
+def _torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    try:
+        return torch.jit.script(model)
+    except Exception:  # noqa: BLE001 - not scriptable (dynamic Python): trace with an example input
+        return torch.jit.trace(model, example)
+
+
+def _jsonable(context: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in context.items()
+            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
+
+
+def load_exported(directory: str | Path, space_fn: Any = None) -> nn.Module:
+    """Load an export back: TorchScript directly, a state dict by rebuilding the space."""
+    directory = Path(directory)
+    info = json.loads((directory / "arch.json").read_text())
+    if info["format"] == "torchscript":
+        return torch.jit.load(str(directory / "model.torchscript.pt"))
+    if space_fn is None:
+        from nasforge.spaces import SPACES
+        try:
+            space_fn = SPACES.get(info["space"])
+        except ConfigError as exc:
+            raise SpaceError(f"cannot rebuild space {info['space']!r}: pass space_fn= ({exc})") from exc
+    context = {k: tuple(v) if k == "input_shape" else v for k, v in info["context"].items()}
+    model = Space(space_fn, context).build(info["arch"])
+    model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()

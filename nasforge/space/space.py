@@ -1,0 +1,127 @@
+"""A search space: a user's function ``(arch, **context) -> nn.Module`` plus the context it needs."""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import warnings
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasforge.errors import SpaceError
+from nasforge.space.arch import ArchBase, FillArch, FixedArch
+from nasforge.space.recording import record_schema
+from nasforge.space.schema import Schema
+from nasforge.types import ArchDict
+
+SpaceFn = Callable[..., nn.Module]
+
+
+def _accepted_kwargs(fn: Callable[..., Any], context: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+    """Pass the data's context entries the function names (all if it takes ``**kwargs``), and
+    every one of the user's ``args``, which must each name a parameter."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {**context, **args}
+    names = list(params)[1:]  # the first parameter is arch
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return {**context, **args}
+    unknown = [a for a in args if a not in names]
+    if unknown:
+        raise SpaceError(f"Space {getattr(fn, '__name__', fn)!r} has no argument(s) {', '.join(unknown)}; "
+                         f"its arguments: {', '.join(names) or 'none'}")
+    context = {**context, **args}
+    missing = [
+        n for n in names
+        if params[n].default is inspect.Parameter.empty
+        and params[n].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and n not in context
+    ]
+    if missing:
+        raise SpaceError(
+            f"Space {getattr(fn, '__name__', fn)!r} needs argument(s) {', '.join(missing)}; "
+            f"available from the data: {', '.join(sorted(context)) or 'none'} (others go in the space's args)"
+        )
+    return {k: v for k, v in context.items() if k in names}
+
+
+@contextlib.contextmanager
+def _on_meta() -> Iterator[None]:
+    # Building on the meta device allocates nothing, so recording and canonicalising are cheap.
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+class Space:
+    """Builds models from architectures and records the decision schema of a space function."""
+
+    def __init__(self, fn: SpaceFn, context: dict[str, Any] | None = None, name: str | None = None,
+                 args: dict[str, Any] | None = None):
+        if not callable(fn):
+            raise SpaceError(f"A space must be a function (arch, **context) -> nn.Module, got {type(fn).__name__}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "space")
+        self.context = _accepted_kwargs(fn, dict(context or {}), dict(args or {}))
+        self._schema: Schema | None = None
+        self._meta_ok = True
+
+    def __call__(self, arch: ArchBase) -> nn.Module:
+        model = self.fn(arch, **self.context)
+        if not isinstance(model, nn.Module):
+            raise SpaceError(f"Space {self.name!r} returned {type(model).__name__}, not a torch.nn.Module")
+        return model
+
+    def _dry(self, arch: ArchBase) -> nn.Module:
+        """Run the space without allocating weights (meta device), falling back to the CPU."""
+        if self._meta_ok:
+            try:
+                with _on_meta():
+                    return self(arch)
+            except SpaceError:
+                raise
+            except Exception:  # noqa: BLE001 - some code cannot run on meta tensors; use the CPU
+                self._meta_ok = False
+                arch.domains.clear()
+                arch.values.clear()
+        return self(arch)
+
+    def build(self, arch: ArchDict) -> nn.Module:
+        """The model of one architecture, with freshly initialised weights (uses torch's global RNG)."""
+        fixed = FixedArch(arch)
+        model = self(fixed)
+        fixed.check_all_used()
+        return model
+
+    def validate(self, arch: ArchDict) -> None:
+        fixed = FixedArch(arch)
+        self._dry(fixed)
+        fixed.check_all_used()
+
+    def canonical(self, values: ArchDict, rng: np.random.Generator) -> ArchDict:
+        """The architecture the space really builds from ``values``: valid values kept, missing ones
+        sampled, values of decisions the space does not ask dropped."""
+        fill = FillArch(values, rng)
+        self._dry(fill)
+        return dict(fill.values)
+
+    def sample(self, rng: np.random.Generator) -> ArchDict:
+        return self.canonical({}, rng)
+
+    @property
+    def schema(self) -> Schema:
+        if self._schema is None:
+            try:
+                self._schema = record_schema(self._dry)
+            except SpaceError:
+                raise
+            except Exception as exc:
+                raise SpaceError(f"Space {self.name!r} failed while recording its decisions: {type(exc).__name__}: {exc}") from exc
+        return self._schema
+
+    def set_schema(self, schema: Schema) -> None:
+        """Use a stored schema (on resume), so encodings stay exactly as they were."""
+        self._schema = schema

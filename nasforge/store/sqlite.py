@@ -1,0 +1,192 @@
+"""SQLite store: one file per study in WAL mode; checkpoints live as files beside it."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from nasforge.errors import StoreError
+from nasforge.store.base import Trial
+from nasforge.types import ArchDict, JSONValue, Metrics, TrialState
+
+SCHEMA_VERSION = 1
+DB_NAME = "study.db"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY, state TEXT NOT NULL, arch TEXT NOT NULL, budget REAL NOT NULL,
+    budget_used REAL NOT NULL DEFAULT 0, metrics TEXT NOT NULL DEFAULT '{}', loss REAL, seed INTEGER NOT NULL,
+    error TEXT, parent INTEGER, created_at REAL, started_at REAL, finished_at REAL,
+    duration REAL NOT NULL DEFAULT 0, checkpoint TEXT);
+CREATE TABLE IF NOT EXISTS curves (trial_id INTEGER NOT NULL, step REAL NOT NULL, metrics TEXT NOT NULL,
+    PRIMARY KEY (trial_id, step));
+CREATE TABLE IF NOT EXISTS rungs (trial_id INTEGER NOT NULL, budget REAL NOT NULL, metrics TEXT NOT NULL,
+    loss REAL, finished_at REAL, PRIMARY KEY (trial_id, budget));
+CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
+"""
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: store them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(_clean(value), allow_nan=False, separators=(",", ":"))
+
+
+class SQLiteStore:
+    """See :mod:`nasforge.store.base` for the contract."""
+
+    def __init__(self, directory: str | Path, *, create: bool = True):
+        self.directory = Path(directory)
+        self.path = self.directory / DB_NAME
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"No study at {str(self.directory)!r} (no {DB_NAME} there)")
+            self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+            self._db.executescript(_DDL)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a nasforge study database: {exc}") from exc
+        self._depth = 0
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has store schema version {version}; this nasforge reads version {SCHEMA_VERSION}")
+
+    # --- transactions ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, params)
+
+    # --- trials ------------------------------------------------------------------------------
+    def create_trial(self, arch: ArchDict, budget: float, *, seed: int, parent: int | None = None) -> int:
+        with self.atomic():
+            (next_id,) = self._exec("SELECT COALESCE(MAX(id) + 1, 0) FROM trials").fetchone()
+            self._exec(
+                "INSERT INTO trials (id, state, arch, budget, seed, parent, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (next_id, TrialState.QUEUED.value, dumps(arch), float(budget), int(seed), parent, time.time()),
+            )
+        return int(next_id)
+
+    def start(self, trial_id: int, budget: float) -> None:
+        self._exec("UPDATE trials SET state = ?, budget = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+                   (TrialState.RUNNING.value, float(budget), time.time(), trial_id))
+
+    def append_curve(self, trial_id: int, step: float, metrics: Metrics) -> None:
+        self._exec("INSERT OR REPLACE INTO curves (trial_id, step, metrics) VALUES (?, ?, ?)",
+                   (trial_id, float(step), dumps(metrics)))
+
+    def finish(self, trial_id: int, state: TrialState, *, metrics: Metrics | None = None, loss: float | None = None,
+               budget: float | None = None, duration: float = 0.0, checkpoint: str | None = None,
+               error: str | None = None) -> None:
+        """Record the end of a job: its metrics at ``budget`` (a rung) and the trial's new state."""
+        now = time.time()
+        with self.atomic():
+            if metrics is not None and budget is not None:
+                self._exec("INSERT OR REPLACE INTO rungs (trial_id, budget, metrics, loss, finished_at) VALUES (?, ?, ?, ?, ?)",
+                           (trial_id, float(budget), dumps(metrics), loss, now))
+                self._exec("UPDATE trials SET metrics = ?, loss = ?, budget_used = ?, checkpoint = COALESCE(?, checkpoint) "
+                           "WHERE id = ?", (dumps(metrics), loss, float(budget), checkpoint, trial_id))
+            self._exec("UPDATE trials SET state = ?, error = ?, duration = duration + ?, finished_at = ? WHERE id = ?",
+                       (state.value, error, float(duration), now if state.finished else None, trial_id))
+
+    def set_state(self, trial_id: int, state: TrialState) -> None:
+        self._exec("UPDATE trials SET state = ?, finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
+                   (state.value, state.finished, time.time(), trial_id))
+
+    def requeue_running(self) -> list[int]:
+        """After a crash: jobs that were running are lost; put their trials back in the queue."""
+        with self.atomic():
+            ids = [r[0] for r in self._exec("SELECT id FROM trials WHERE state = ? ORDER BY id", (TrialState.RUNNING.value,))]
+            self._exec("UPDATE trials SET state = ? WHERE state = ?", (TrialState.QUEUED.value, TrialState.RUNNING.value))
+        return ids
+
+    _COLUMNS = ("id, state, arch, budget, budget_used, metrics, loss, seed, error, parent, created_at, started_at, "
+                "finished_at, duration, checkpoint")
+
+    def _trial(self, row: tuple[Any, ...], rungs: list[dict[str, Any]]) -> Trial:
+        (tid, state, arch, budget, used, metrics, loss, seed, error, parent, created, started, finished, duration,
+         checkpoint) = row
+        return Trial(tid, TrialState(state), json.loads(arch), budget, used, json.loads(metrics), loss, seed, error,
+                     parent, created, started, finished, duration, checkpoint, rungs)
+
+    def trial(self, trial_id: int) -> Trial:
+        row = self._exec(f"SELECT {self._COLUMNS} FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"No trial {trial_id} in {self.path}")
+        return self._trial(row, self._rungs().get(trial_id, []))
+
+    def trials(self, states: Iterable[TrialState] | None = None) -> list[Trial]:
+        sql = f"SELECT {self._COLUMNS} FROM trials"
+        params: tuple[Any, ...] = ()
+        if states is not None:
+            values = [TrialState(s).value for s in states]
+            sql += f" WHERE state IN ({', '.join('?' * len(values))})"
+            params = tuple(values)
+        rungs = self._rungs()
+        return [self._trial(row, rungs.get(row[0], [])) for row in self._exec(sql + " ORDER BY id", params)]
+
+    def _rungs(self) -> dict[int, list[dict[str, Any]]]:
+        out: dict[int, list[dict[str, Any]]] = {}
+        for tid, budget, metrics, loss in self._exec("SELECT trial_id, budget, metrics, loss FROM rungs ORDER BY trial_id, budget"):
+            out.setdefault(tid, []).append({"budget": budget, "loss": loss, "metrics": json.loads(metrics)})
+        return out
+
+    def curve(self, trial_id: int) -> list[Metrics]:
+        rows = self._exec("SELECT metrics FROM curves WHERE trial_id = ? ORDER BY step", (trial_id,))
+        return [json.loads(m) for (m,) in rows]
+
+    def count(self) -> int:
+        return int(self._exec("SELECT COUNT(*) FROM trials").fetchone()[0])
+
+    # --- meta --------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: JSONValue = None) -> JSONValue:
+        row = self._exec("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: JSONValue) -> None:
+        self.set_meta_raw(key, dumps(value))
+
+    def set_meta_raw(self, key: str, encoded: str) -> None:
+        """Store an already JSON-encoded value."""
+        self._exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, encoded))
+
+    def close(self) -> None:
+        self._db.close()

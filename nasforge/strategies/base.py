@@ -1,0 +1,43 @@
+"""The strategy protocol: a strategy proposes architectures and learns from their results.
+
+Contract (the study and the schedulers are the only callers):
+
+1. ``setup(schema, rng)`` is called once, before anything else, with the space's decision schema
+   and a seeded ``np.random.Generator`` the strategy must use for all its randomness.
+2. ``ask()`` returns a new architecture (a JSON-able dict label -> value), or ``None`` when the
+   strategy has nothing more to propose (a finished grid). It may be called several times before
+   any ``tell`` (parallel workers). The study canonicalises what ``ask`` returns through the space,
+   so a proposal may leave conditional decisions out or carry values for inactive ones.
+3. ``tell(arch, result)`` reports an evaluation of an architecture that ``ask`` proposed (as
+   canonicalised): ``result.loss`` is the objective as a value to minimise, or ``None`` with
+   ``result.failed`` when the trial failed. Multi-fidelity schedulers call it once per rung,
+   with ``result.budget`` saying at which budget.
+4. ``state_dict()`` returns plain JSON data; after ``setup`` with an identically seeded rng,
+   ``load_state_dict(state)`` restores the strategy so that later asks are the same as if it had
+   never stopped. The study saves it after every ask and tell.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from nasforge.space.schema import Schema
+from nasforge.types import ArchDict, Result
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    def setup(self, schema: Schema, rng: np.random.Generator) -> None: ...
+    def ask(self) -> ArchDict | None: ...
+    def tell(self, arch: ArchDict, result: Result) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return dict(rng.bit_generator.state)
+
+
+def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    rng.bit_generator.state = state

@@ -1,0 +1,230 @@
+"""The study: the driver loop that joins space, strategy, scheduler, executor, evaluator and store.
+
+    space -> strategy.ask -> scheduler (budget) -> executor -> evaluator -> store -> strategy.tell
+
+The study owns the store: it records every trial and, after every step of the search, the
+scheduler's (and so the strategy's) state, in the same transaction. A study killed at any moment
+resumes from its store: finished trials are kept, trials that were running are run again, and
+the search continues exactly as it would have.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from torch import nn
+
+from nasforge.errors import StoreError
+from nasforge.execution.base import Executor, Job, JobEvent
+from nasforge.execution.worker import load_checkpoint
+from nasforge.schedulers.base import Decision, Resume, Scheduler, Start
+from nasforge.space.space import Space
+from nasforge.store.base import Trial
+from nasforge.store.sqlite import SQLiteStore, dumps
+from nasforge.strategies.base import Strategy
+from nasforge.strategies.middleware import Canonical
+from nasforge.types import Objective, Result, TrialState
+
+TrialCallback = Callable[["Study", Trial], None]
+_STATE_KEY = "scheduler_state"
+
+
+def trial_seed(seed: int, trial_id: int) -> int:
+    return int(np.random.SeedSequence([seed, trial_id]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """One driver per study directory at a time. A POSIX record lock belongs to this process
+    alone (forked workers do not inherit it), and the OS drops it when the process dies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+") as fh:
+        try:
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StoreError(f"The study in {str(directory)!r} is being run by another process") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.lockf(fh, fcntl.LOCK_UN)
+
+
+class Study:
+    def __init__(self, *, directory: str | Path, space: Space, data: Any, evaluator: Callable[..., Any],
+                 strategy: Strategy, scheduler: Scheduler, executor_factory: Callable[[], Executor],
+                 objective: Objective = Objective(), seed: int = 0, max_budget: float = 30,
+                 max_trials: int | None = None):
+        self.directory = Path(directory)
+        self.store = SQLiteStore(self.directory)
+        self.space, self.data, self.evaluator = space, data, evaluator
+        self.objective, self.seed = objective, int(seed)
+        self.max_budget, self.max_trials = max_budget, max_trials
+        self.strategy = Canonical(strategy, space.canonical)
+        self.scheduler = scheduler
+        self.executor_factory = executor_factory
+        self._set_up = False
+        self._saved_state: str | None = None
+        self.jobs_started = 0
+
+    # --- set-up and state --------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Record the schema and restore the search state (``run`` does this itself)."""
+        if self._set_up:
+            return
+        stored = self.store.get_meta("schema")
+        if stored is not None:
+            from nasforge.space.schema import Schema
+            self.space.set_schema(Schema.from_json(stored))  # type: ignore[arg-type]
+        else:
+            self.store.set_meta("schema", self.space.schema.to_json())
+        strategy_rng, scheduler_rng = np.random.default_rng(np.random.SeedSequence(self.seed)).spawn(2)
+        self.strategy.setup(self.space.schema, strategy_rng)
+        self.scheduler.setup(self.strategy, self.max_budget, self.max_trials, scheduler_rng)
+        state = self.store.get_meta(_STATE_KEY)
+        if state is not None:
+            self.scheduler.load_state_dict(state)  # type: ignore[arg-type]
+        self.store.set_meta("seed", self.seed)
+        self.store.set_meta("objective", {"metric": self.objective.metric, "mode": self.objective.mode})
+        self._set_up = True
+
+    def expected_jobs(self) -> int:
+        """How many jobs the scheduler plans to run in all (for progress bars)."""
+        self.prepare()
+        expected = getattr(self.scheduler, "expected_jobs", None)
+        return int(expected()) if callable(expected) else int(self.max_trials or 0)
+
+    def _save_state(self) -> None:
+        state = dumps(self.scheduler.state_dict())
+        if state != self._saved_state:  # the loop asks often while waiting; write only changes
+            self.store.set_meta_raw(_STATE_KEY, state)
+            self._saved_state = state
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self, on_trial_end: TrialCallback | None = None) -> "Study":
+        with directory_lock(self.directory):
+            self.prepare()
+            executor = self.executor_factory()
+            try:
+                self._loop(executor, on_trial_end)
+            except BaseException:
+                executor.shutdown(cancel=True)
+                raise
+            executor.shutdown()
+            self._finalise()
+        return self
+
+    def _loop(self, executor: Executor, on_trial_end: TrialCallback | None) -> None:
+        self.store.requeue_running()
+        for trial in self.store.trials([TrialState.QUEUED]):  # left over from a crash: run them again
+            self._submit(executor, trial.id, trial.budget)
+        while True:
+            while executor.running() < executor.capacity and self._start_next(executor):
+                pass
+            if executor.running() == 0:
+                return
+            for event in executor.poll(timeout=0.2):
+                trial = self._record(event)
+                if on_trial_end is not None:
+                    on_trial_end(self, trial)
+
+    def _start_next(self, executor: Executor) -> bool:
+        next_id = self.store.count()
+        suggestion = self.scheduler.suggest(next_id)
+        if isinstance(suggestion, Start):
+            with self.store.atomic():
+                trial_id = self.store.create_trial(suggestion.arch, suggestion.budget, seed=trial_seed(self.seed, next_id))
+                assert trial_id == next_id, "trial ids must be assigned in order"
+                self._save_state()
+            self._submit(executor, trial_id, suggestion.budget)
+            return True
+        if isinstance(suggestion, Resume):
+            self._save_state()
+            self._submit(executor, suggestion.trial_id, suggestion.budget)
+            return True
+        self._save_state()
+        return False  # WAIT or done
+
+    def _submit(self, executor: Executor, trial_id: int, budget: float) -> None:
+        trial = self.store.trial(trial_id)
+        self.store.start(trial_id, budget)
+        out = f"checkpoints/trial_{trial_id:05d}_b{budget:g}.pt"
+        executor.submit(Job(trial_id, trial.arch, budget, trial.seed, trial.checkpoint, out))
+        self.jobs_started += 1
+
+    def _record(self, event: JobEvent) -> Trial:
+        job = event.job
+        error = event.error
+        loss = None
+        if error is None:
+            loss = self.objective.loss(event.metrics or {})
+            if loss is None:
+                error = f"objective metric {self.objective.metric!r} is missing or not finite: {event.metrics}"
+        result = Result(event.metrics or {}, loss, job.budget, failed=error is not None)
+        decision = self.scheduler.on_result(job.trial_id, job.arch, result)
+        state = TrialState.FAILED if error else {
+            Decision.COMPLETE: TrialState.COMPLETE, Decision.PAUSE: TrialState.PAUSED, Decision.PRUNE: TrialState.PRUNED,
+        }[decision]
+        previous = self.store.trial(job.trial_id).checkpoint
+        with self.store.atomic():
+            for i, point in enumerate(event.curve):
+                self.store.append_curve(job.trial_id, point.get("epoch", i + 1), point)
+            if error:
+                self.store.finish(job.trial_id, state, error=error, duration=event.duration)
+            else:
+                self.store.finish(job.trial_id, state, metrics=event.metrics, loss=loss, budget=job.budget,
+                                  duration=event.duration, checkpoint=event.checkpoint)
+            self._save_state()
+        if previous and event.checkpoint and previous != event.checkpoint:
+            with contextlib.suppress(OSError):  # only the latest checkpoint of a trial is needed
+                (self.directory / previous).unlink()
+        return self.store.trial(job.trial_id)
+
+    def _finalise(self) -> None:
+        """The search is over: trials still waiting for a promotion will not get one."""
+        for trial in self.store.trials([TrialState.PAUSED]):
+            self.store.set_state(trial.id, TrialState.PRUNED)
+        self.store.set_meta("finished_at", time.time())
+
+    # --- results -----------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[Trial]:
+        return self.store.trials()
+
+    @property
+    def best(self) -> Trial | None:
+        return best_trial(self.store.trials())
+
+    def best_model(self) -> nn.Module:
+        best = self.best
+        if best is None:
+            raise StoreError("The study has no successful trial yet")
+        return load_trained_model(self.space, self.directory, best)
+
+
+def best_trial(trials: list[Trial]) -> Trial | None:
+    """The lowest loss among complete trials (among any evaluated trial if none is complete)."""
+    complete = [t for t in trials if t.state is TrialState.COMPLETE and t.loss is not None]
+    pool = complete or [t for t in trials if t.loss is not None and t.state is not TrialState.FAILED]
+    if not pool:
+        return None
+    return min(pool, key=lambda t: (-t.budget_used, t.loss, t.id) if not complete else (t.loss, t.id))
+
+
+def load_trained_model(space: Space, directory: Path, trial: Trial) -> nn.Module:
+    model = space.build(trial.arch)
+    if trial.checkpoint:
+        saved = load_checkpoint(directory / trial.checkpoint)
+        state = saved.get("evaluator") or {}
+        if "model" in state:
+            model.load_state_dict(state["model"])
+    model.eval()
+    return model

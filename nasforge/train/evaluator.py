@@ -1,0 +1,50 @@
+"""The evaluator protocol: how a trial's model is trained and scored.
+
+An evaluator is any callable ``evaluate(model, data, budget, state) -> metrics``:
+
+* ``model`` — a freshly built ``nn.Module`` for the trial's architecture (seeded);
+* ``data`` — the study's :class:`~nasforge.train.data.Data` (or whatever the user passed);
+* ``budget`` — the total resource the trial should have had when it returns (epochs for the
+  built-in trainer); a promoted trial is called again with a larger budget;
+* ``state`` — ``None`` on the first call, else the ``state`` the previous call returned, so
+  training continues where it stopped (model and optimiser state).
+
+It returns either a plain ``dict`` of metrics, or an :class:`~nasforge.types.EvalResult` with the
+metrics, a per-epoch curve and a state to continue from. It raises to fail the trial.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Protocol
+
+from torch import nn
+
+from nasforge.types import EvalResult
+
+
+class Evaluator(Protocol):
+    def __call__(self, model: nn.Module, data: Any, budget: float, state: dict[str, Any] | None) -> EvalResult | Mapping[str, float]: ...
+
+
+def as_eval_result(out: Any) -> EvalResult:
+    """Normalise what an evaluator returned; non-numeric metrics are an error naming them."""
+    if isinstance(out, EvalResult):
+        result = out
+    elif isinstance(out, Mapping):
+        result = EvalResult(dict(out))
+    else:
+        raise TypeError(f"An evaluator must return a dict of metrics or an EvalResult, got {type(out).__name__}")
+    clean: dict[str, float] = {}
+    for key, value in result.metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
+            raise TypeError(f"Metric {key!r} must be a number, got {type(value).__name__}")
+        clean[str(key)] = float(value.item() if hasattr(value, "item") else value)
+    result.metrics = clean
+    return result
+
+
+def nonfinite(metrics: Mapping[str, float]) -> list[str]:
+    return [k for k, v in metrics.items() if not math.isfinite(v)]
+
+
+EvaluateFn = Callable[..., Any]

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+
+@pytest.fixture(autouse=True)
+def _quiet_threads():
+    torch.set_num_threads(1)  # tests are small; one thread keeps timings steady on 2 cores
+    yield
+
+
+def nested_space(arch, n_in: int = 4, n_out: int = 3) -> nn.Module:
+    """A space with nested conditions: a block kind chooses which sub-decisions exist."""
+    n_blocks = arch.int("n_blocks", 1, 3)
+    layers: list[nn.Module] = []
+    width = n_in
+    for i in range(n_blocks):
+        kind = arch.categorical(f"kind_{i}", ["linear", "residual"])
+        if kind == "linear":
+            out = arch.int(f"units_{i}", 4, 16, step=4)
+            layers += [nn.Linear(width, out), nn.ReLU()]
+            width = out
+        else:
+            act = arch.choice(f"act_{i}", {"relu": nn.ReLU, "tanh": nn.Tanh})
+            layers += [nn.Linear(width, width), act]
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
