@@ -1,6 +1,7 @@
 """Built-in datasets by name, all offline: scikit-learn's bundled sets, MNIST-1D, mnist5k, CSV, npz."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from nasforge.errors import ConfigError, DataError
@@ -33,11 +34,21 @@ def load_dataset(spec: str | dict[str, Any] | Data) -> Data:
     else:
         raise ConfigError(f"A dataset is a name or a mapping with 'name'; got {spec!r}")
     loader = DATASETS.get(name)
+    _check_args(name, loader, args)
     try:
         return loader(**args)
-    except TypeError as exc:
-        import inspect
-        allowed = [p for p in inspect.signature(loader).parameters]
-        raise ConfigError(f"dataset {name!r}: {exc}; allowed arguments: {', '.join(allowed) or 'none'}") from exc
     except FileNotFoundError as exc:
         raise DataError(f"dataset {name!r}: file not found: {exc.filename or exc}") from exc
+
+
+def _check_args(name: str, loader: Any, args: dict[str, Any]) -> None:
+    """Check the arguments before the call, so a TypeError raised inside a loader is not blamed on them."""
+    try:
+        signature = inspect.signature(loader)
+    except (TypeError, ValueError):  # not introspectable (a builtin): let the call itself complain
+        return
+    try:
+        signature.bind(**args)
+    except TypeError as exc:
+        allowed = list(signature.parameters)
+        raise ConfigError(f"dataset {name!r}: {exc}; allowed arguments: {', '.join(allowed) or 'none'}") from exc

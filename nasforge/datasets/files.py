@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv as csvlib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def csv(path: str, label: str, task: str = "auto", val_fraction: float = 0.33, s
     file = Path(path)
     if not file.is_file():
         raise DataError(f"dataset 'csv': no file at {str(file)!r}")
-    with file.open(newline="") as fh:
+    with file.open(newline="", encoding="utf-8-sig") as fh:  # -sig: drop a spreadsheet's byte-order mark
         reader = csvlib.reader(fh)
         header = next(reader, None)
         rows = [row for row in reader if row]
@@ -61,6 +62,9 @@ def csv(path: str, label: str, task: str = "auto", val_fraction: float = 0.33, s
         except ValueError:
             raise DataError(f"{file}: feature column {header[col]!r} is not numeric; nasforge reads numeric features (encode it first)") from None
     y_raw = np.array([row[li].strip() for row in rows], dtype=object)
+    blank = [i + 2 for i, value in enumerate(y_raw) if not value]
+    if blank:
+        raise DataError(f"{file}: label column {label!r} is empty in row(s) {blank[:5]}; every row needs a label")
     try:
         y_num = y_raw.astype(np.float64)
     except ValueError:
@@ -78,16 +82,25 @@ def npz(path: str, task: str = "auto", val_fraction: float = 0.33, seed: int = 4
     file = Path(path)
     if not file.is_file():
         raise DataError(f"dataset 'npz': no file at {str(file)!r}")
+    arrays: dict[str, np.ndarray] | None = None
     try:
-        with np.load(file, allow_pickle=False) as d:
-            arrays = {k: d[k] for k in d.files}
-    except ValueError as exc:
-        raise DataError(f"{file}: cannot read as .npz without pickles: {exc}") from exc
+        loaded = np.load(file, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                arrays = {k: loaded[k] for k in loaded.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{file}: cannot read as an .npz archive (pickles are not loaded): {exc}") from exc
+    if arrays is None:  # np.load gave one .npy array, whatever the file is called
+        raise DataError(f"{file}: holds a single array, not an .npz archive of named arrays x and y "
+                        "(save with numpy.savez(path, x=..., y=...))")
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DataError(f"{file}: missing array(s) {', '.join(missing)}; found: {', '.join(arrays)}; needs x and y (optionally x_val, y_val, x_test, y_test)")
+    for a, b in (("x_val", "y_val"), ("y_val", "x_val"), ("x_test", "y_test"), ("y_test", "x_test")):
+        if a in arrays and b not in arrays:
+            raise DataError(f"{file}: has {a} but no {b}; give both or neither")
     kind = _infer_task(arrays["y"], task)
-    if "x_val" in arrays and "y_val" in arrays:
+    if "x_val" in arrays:
         x_tr, x_va, y_tr, y_va = arrays["x"], arrays["x_val"], arrays["y"], arrays["y_val"]
         y_te = arrays.get("y_test")
         if kind == "classification":

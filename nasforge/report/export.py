@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,13 @@ def export_model(model: nn.Module, space: Space, trial: Trial, example: torch.Te
 
 
 def _torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
-    try:
-        return torch.jit.script(model)
-    except Exception:  # noqa: BLE001 - not scriptable (dynamic Python): trace with an example input
-        return torch.jit.trace(model, example)
+    # TorchScript is deprecated upstream but still what many deployments load; asked for by name.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return torch.jit.script(model)
+        except Exception:  # noqa: BLE001 - not scriptable (dynamic Python): trace with an example input
+            return torch.jit.trace(model, example)
 
 
 def _jsonable(context: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +58,9 @@ def load_exported(directory: str | Path, space_fn: Any = None) -> nn.Module:
     directory = Path(directory)
     info = json.loads((directory / "arch.json").read_text())
     if info["format"] == "torchscript":
-        return torch.jit.load(str(directory / "model.torchscript.pt"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(directory / "model.torchscript.pt"))
     if space_fn is None:
         from nasforge.spaces import SPACES
         try:

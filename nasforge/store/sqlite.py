@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+
 from nasforge.errors import StoreError
 from nasforge.store.base import Trial
 from nasforge.types import ArchDict, JSONValue, Metrics, TrialState
@@ -32,7 +34,9 @@ CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
 
 
 def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: store them as null."""
+    """JSON has no NaN/inf: store them as null. NumPy scalars (a strategy's ints) become Python numbers."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -55,13 +59,20 @@ class SQLiteStore:
         if not self.path.exists():
             if not create:
                 raise StoreError(f"No study at {str(self.directory)!r} (no {DB_NAME} there)")
-            self.directory.mkdir(parents=True, exist_ok=True)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # e.g. the path is a file
+                raise StoreError(f"Cannot create a study directory at {str(self.directory)!r}: {exc}") from exc
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open {self.path}: {exc}") from exc
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
             self._db.executescript(_DDL)
         except sqlite3.DatabaseError as exc:
+            self._db.close()
             raise StoreError(f"{self.path} is not a nasforge study database: {exc}") from exc
         self._depth = 0
         version = self.get_meta("schema_version")
@@ -101,25 +112,38 @@ class SQLiteStore:
             (next_id,) = self._exec("SELECT COALESCE(MAX(id) + 1, 0) FROM trials").fetchone()
             self._exec(
                 "INSERT INTO trials (id, state, arch, budget, seed, parent, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (next_id, TrialState.QUEUED.value, dumps(arch), float(budget), int(seed), parent, time.time()),
+                (next_id, TrialState.QUEUED.value, dumps(arch), float(budget), int(seed),
+                 None if parent is None else int(parent), time.time()),
             )
         return int(next_id)
 
+    def _require(self, cursor: sqlite3.Cursor, trial_id: int) -> None:
+        if cursor.rowcount == 0:
+            raise StoreError(f"No trial {trial_id} in {self.path}")
+
     def start(self, trial_id: int, budget: float) -> None:
-        self._exec("UPDATE trials SET state = ?, budget = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
-                   (TrialState.RUNNING.value, float(budget), time.time(), trial_id))
+        self._require(self._exec(
+            "UPDATE trials SET state = ?, budget = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+            (TrialState.RUNNING.value, float(budget), time.time(), trial_id)), trial_id)
 
     def append_curve(self, trial_id: int, step: float, metrics: Metrics) -> None:
-        self._exec("INSERT OR REPLACE INTO curves (trial_id, step, metrics) VALUES (?, ?, ?)",
-                   (trial_id, float(step), dumps(metrics)))
+        self._require(self._exec(
+            "INSERT OR REPLACE INTO curves (trial_id, step, metrics) SELECT ?, ?, ? WHERE EXISTS "
+            "(SELECT 1 FROM trials WHERE id = ?)", (trial_id, float(step), dumps(metrics), trial_id)), trial_id)
 
     def finish(self, trial_id: int, state: TrialState, *, metrics: Metrics | None = None, loss: float | None = None,
                budget: float | None = None, duration: float = 0.0, checkpoint: str | None = None,
                error: str | None = None) -> None:
-        """Record the end of a job: its metrics at ``budget`` (a rung) and the trial's new state."""
+        """Record the end of a job: its metrics at ``budget`` (a rung; by default the budget the job
+        was started with) and the trial's new state."""
         now = time.time()
+        loss = None if loss is None else float(loss)
         with self.atomic():
-            if metrics is not None and budget is not None:
+            row = self._exec("SELECT budget FROM trials WHERE id = ?", (trial_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"No trial {trial_id} in {self.path}")
+            if metrics is not None:
+                budget = row[0] if budget is None else budget
                 self._exec("INSERT OR REPLACE INTO rungs (trial_id, budget, metrics, loss, finished_at) VALUES (?, ?, ?, ?, ?)",
                            (trial_id, float(budget), dumps(metrics), loss, now))
                 self._exec("UPDATE trials SET metrics = ?, loss = ?, budget_used = ?, checkpoint = COALESCE(?, checkpoint) "
@@ -128,8 +152,9 @@ class SQLiteStore:
                        (state.value, error, float(duration), now if state.finished else None, trial_id))
 
     def set_state(self, trial_id: int, state: TrialState) -> None:
-        self._exec("UPDATE trials SET state = ?, finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
-                   (state.value, state.finished, time.time(), trial_id))
+        self._require(self._exec(
+            "UPDATE trials SET state = ?, finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
+            (state.value, state.finished, time.time(), trial_id)), trial_id)
 
     def requeue_running(self) -> list[int]:
         """After a crash: jobs that were running are lost; put their trials back in the queue."""
@@ -151,7 +176,7 @@ class SQLiteStore:
         row = self._exec(f"SELECT {self._COLUMNS} FROM trials WHERE id = ?", (trial_id,)).fetchone()
         if row is None:
             raise StoreError(f"No trial {trial_id} in {self.path}")
-        return self._trial(row, self._rungs().get(trial_id, []))
+        return self._trial(row, self._rungs(trial_id).get(trial_id, []))
 
     def trials(self, states: Iterable[TrialState] | None = None) -> list[Trial]:
         sql = f"SELECT {self._COLUMNS} FROM trials"
@@ -163,9 +188,13 @@ class SQLiteStore:
         rungs = self._rungs()
         return [self._trial(row, rungs.get(row[0], [])) for row in self._exec(sql + " ORDER BY id", params)]
 
-    def _rungs(self) -> dict[int, list[dict[str, Any]]]:
+    def _rungs(self, trial_id: int | None = None) -> dict[int, list[dict[str, Any]]]:
+        """Rungs by trial: one trial's, or every trial's."""
+        sql, params = "SELECT trial_id, budget, metrics, loss FROM rungs", ()
+        if trial_id is not None:
+            sql, params = sql + " WHERE trial_id = ?", (trial_id,)
         out: dict[int, list[dict[str, Any]]] = {}
-        for tid, budget, metrics, loss in self._exec("SELECT trial_id, budget, metrics, loss FROM rungs ORDER BY trial_id, budget"):
+        for tid, budget, metrics, loss in self._exec(sql + " ORDER BY trial_id, budget", params):
             out.setdefault(tid, []).append({"budget": budget, "loss": loss, "metrics": json.loads(metrics)})
         return out
 

@@ -43,6 +43,8 @@ class Data:
                 raise DataError(f"Dataset {self.name!r}: split {split!r} is empty")
             if not torch.isfinite(x).all():
                 raise DataError(f"Dataset {self.name!r}: x_{split} holds NaN or infinite values")
+            if y.is_floating_point() and not torch.isfinite(y).all():
+                raise DataError(f"Dataset {self.name!r}: y_{split} holds NaN or infinite targets")
             setattr(self, f"x_{split}", x)
             setattr(self, f"y_{split}", y)
         if self.x_train.shape[1:] != self.x_val.shape[1:]:

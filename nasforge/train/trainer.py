@@ -1,6 +1,7 @@
 """The built-in supervised trainer: classification (cross-entropy) and regression (MSE)."""
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any
@@ -46,7 +47,7 @@ class SupervisedTrainer:
         self.optimizer, self.lr, self.batch_size = optimizer, lr, batch_size
         self.weight_decay, self.momentum = weight_decay, momentum
         self.device = resolve_device(device)
-        self._data_on_device: tuple[int, Data] | None = None
+        self._data_on_device: tuple[Data, Data] | None = None
 
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         kwargs: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
@@ -55,9 +56,10 @@ class SupervisedTrainer:
         return OPTIMIZERS[self.optimizer](model.parameters(), **kwargs)
 
     def _data(self, data: Data) -> Data:
-        # Keep one copy of the data on the device for the life of this trainer (worker).
-        if self._data_on_device is None or self._data_on_device[0] != id(data):
-            self._data_on_device = (id(data), data.to(self.device))
+        # Keep one copy of the data on the device for the life of this trainer (worker). Hold the
+        # source itself, not its id(): a freed dataset's id can be reused by the next one.
+        if self._data_on_device is None or self._data_on_device[0] is not data:
+            self._data_on_device = (data, data.to(self.device))
         return self._data_on_device[1]
 
     def __call__(self, model: nn.Module, data: Data, budget: float, state: dict[str, Any] | None = None) -> EvalResult:
@@ -68,7 +70,8 @@ class SupervisedTrainer:
         done = 0
         if state:
             model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            # A copy: loading aliases the saved tensors, and stepping would then change the caller's state.
+            optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
             generator.set_state(state["generator"])
             done = int(state["epochs"])
         else:
@@ -81,11 +84,13 @@ class SupervisedTrainer:
             train_loss = self._epoch(model, data, optimizer, loss_fn, generator)
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch}")
-            curve.append({"epoch": float(epoch), "train_loss": train_loss, **self.validate(model, data, loss_fn)})
-        metrics = dict(curve[-1]) if curve else {"epoch": float(done), **self.validate(model, data, loss_fn)}
+            val = self._checked_validate(model, data, loss_fn, epoch)
+            curve.append({"epoch": float(epoch), "train_loss": train_loss, **val})
+        metrics = dict(curve[-1]) if curve else {"epoch": float(done), **self._checked_validate(model, data, loss_fn, done)}
         metrics["params"] = float(sum(p.numel() for p in model.parameters()))
         metrics["train_seconds"] = time.perf_counter() - start
-        new_state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        # A snapshot: the model's state_dict holds its live parameters, which later training would change.
+        new_state = {"model": copy.deepcopy(model.state_dict()), "optimizer": optimizer.state_dict(),
                      "generator": generator.get_state(), "epochs": max(target, done)}
         return EvalResult(metrics, curve, new_state)
 
@@ -104,6 +109,13 @@ class SupervisedTrainer:
             optimizer.step()
             total += float(loss.detach()) * len(idx)
         return total / n
+
+    def _checked_validate(self, model: nn.Module, data: Data, loss_fn: nn.Module, epoch: int) -> dict[str, float]:
+        # The last step of an epoch can break the weights after the (finite) training loss was measured.
+        metrics = self.validate(model, data, loss_fn)
+        if not math.isfinite(metrics["val_loss"]):
+            raise FloatingPointError(f"validation loss became {metrics['val_loss']} after epoch {epoch}")
+        return metrics
 
     @torch.no_grad()
     def validate(self, model: nn.Module, data: Data, loss_fn: nn.Module | None = None, split: str = "val") -> dict[str, float]:
