@@ -124,24 +124,33 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from nasforge.report.leaderboard import leaderboard_table, status_json
     from nasforge.store.sqlite import SQLiteStore
-    from nasforge.study import best_trial
+    from nasforge.study import best_trial, driver_running
     store = SQLiteStore(args.directory, create=False)
     trials = store.trials()
     objective = store.get_meta("objective") or {"metric": "val_loss", "mode": "min"}
-    meta = {"directory": str(args.directory), "finished": store.get_meta("finished_at") is not None}
+    meta = {"directory": str(args.directory), "finished": store.get_meta("finished_at") is not None,
+            "driver_running": driver_running(Path(args.directory))}
     if args.json:
         print(json.dumps(status_json(trials, objective, meta), indent=2))  # type: ignore[arg-type]
         return 0
     console = _console()
     counts = status_json(trials, objective, meta)["counts"]  # type: ignore[arg-type]
     console.print(f"study {args.directory}: {len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
-                  f"{'finished' if meta['finished'] else 'not finished (nasforge resume DIR continues it)'}")
+                  f"{_progress_word(meta)}")
     console.print(leaderboard_table(trials, objective["metric"], args.top))  # type: ignore[index]
     best = best_trial(trials)
     if best:
         console.print(f"best: trial {best.id}")
         console.print_json(json.dumps(best.arch))
     return 0
+
+
+def _progress_word(meta: dict[str, Any]) -> str:
+    if meta["driver_running"]:
+        return "running now"
+    if meta["finished"]:
+        return "finished"
+    return f"stopped before the end: `nasforge resume {meta['directory']}` continues it"
 
 
 def cmd_export(args: argparse.Namespace) -> int:

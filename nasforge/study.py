@@ -58,6 +58,20 @@ def directory_lock(directory: Path) -> Iterator[None]:
             fcntl.lockf(fh, fcntl.LOCK_UN)
 
 
+def driver_running(directory: Path) -> bool:
+    """Whether some process holds the study's lock (is running it right now)."""
+    lock = Path(directory) / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.lockf(fh, fcntl.LOCK_UN)
+        return False
+
+
 class Study:
     def __init__(self, *, directory: str | Path, space: Space, data: Any, evaluator: Callable[..., Any],
                  strategy: Strategy, scheduler: Scheduler, executor_factory: Callable[[], Executor],
@@ -103,6 +117,8 @@ class Study:
         return int(expected()) if callable(expected) else int(self.max_trials or 0)
 
     def _save_state(self) -> None:
+        for trial_id in self.scheduler.pop_stopped():  # in the same transaction as the state that stopped them
+            self.store.set_state(trial_id, TrialState.PRUNED)
         state = dumps(self.scheduler.state_dict())
         if state != self._saved_state:  # the loop asks often while waiting; write only changes
             self.store.set_meta_raw(_STATE_KEY, state)
@@ -147,7 +163,9 @@ class Study:
             self._submit(executor, trial_id, suggestion.budget)
             return True
         if isinstance(suggestion, Resume):
-            self._save_state()
+            with self.store.atomic():
+                self.store.start(suggestion.trial_id, suggestion.budget)
+                self._save_state()
             self._submit(executor, suggestion.trial_id, suggestion.budget)
             return True
         self._save_state()

@@ -157,3 +157,17 @@ def test_kill_9_with_two_workers_then_resume(tmp_path):
     reference = status(tmp_path / "ref")
     assert sorted(json.dumps(t["arch"], sort_keys=True) for t in after["trials"]) == \
         sorted(json.dumps(t["arch"], sort_keys=True) for t in reference["trials"])
+
+
+def test_readme_custom_space_example_runs(tmp_path):
+    """The README's 'Writing a search space' example, as a new user would copy it."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    python = readme.split("# myspaces.py\n", 1)[1].split("```", 1)[0]
+    yaml_text = readme.split("# search.yaml (run: nasforge search search.yaml)\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "myspaces.py").write_text(python)
+    (tmp_path / "search.yaml").write_text(yaml_text.replace("trials: 20", "trials: 3").replace("budget: 15", "budget: 2"))
+    out = run("search", "search.yaml", "--out", "study", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    trials = status(tmp_path / "study")["trials"]
+    assert len(trials) == 3 and all(t["state"] == "complete" for t in trials)
+    assert all(8 <= t["arch"]["units_0"] <= 64 for t in trials)

@@ -40,6 +40,9 @@ class FullBudget:
         self.strategy.tell(arch, result)
         return Decision.COMPLETE
 
+    def pop_stopped(self) -> list[int]:
+        return []
+
     def expected_jobs(self) -> int:
         return int(self.limit or 0)
 

@@ -190,12 +190,13 @@ class SQLiteStore:
 
     def _rungs(self, trial_id: int | None = None) -> dict[int, list[dict[str, Any]]]:
         """Rungs by trial: one trial's, or every trial's."""
-        sql, params = "SELECT trial_id, budget, metrics, loss FROM rungs", ()
+        sql, params = "SELECT trial_id, budget, metrics, loss, finished_at FROM rungs", ()
         if trial_id is not None:
             sql, params = sql + " WHERE trial_id = ?", (trial_id,)
         out: dict[int, list[dict[str, Any]]] = {}
-        for tid, budget, metrics, loss in self._exec(sql + " ORDER BY trial_id, budget", params):
-            out.setdefault(tid, []).append({"budget": budget, "loss": loss, "metrics": json.loads(metrics)})
+        for tid, budget, metrics, loss, finished in self._exec(sql + " ORDER BY trial_id, budget", params):
+            out.setdefault(tid, []).append({"budget": budget, "loss": loss, "metrics": json.loads(metrics),
+                                            "finished_at": finished})
         return out
 
     def curve(self, trial_id: int) -> list[Metrics]:

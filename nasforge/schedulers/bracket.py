@@ -1,0 +1,105 @@
+"""One successive-halving bracket: the bookkeeping shared by successive halving and Hyperband."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nasforge.schedulers.base import Decision, Resume, Start, Suggestion
+from nasforge.strategies.base import Strategy
+
+
+def rung_sizes(n: int, n_rungs: int, eta: float) -> list[int]:
+    """n_i = floor(n * eta^-i), as in Li et al.; computed with integers where eta is one."""
+    if float(eta).is_integer():
+        return [n // int(eta) ** i for i in range(n_rungs)]
+    return [math.floor(n * eta ** -i + 1e-9) for i in range(n_rungs)]
+
+
+class Bracket:
+    """``n`` new trials at ``budgets[0]``; when a rung has all its results, the best
+    ``n_{i+1}`` continue to ``budgets[i+1]`` and the rest stop. Synchronous by design."""
+
+    def __init__(self, n: int, budgets: list[float], eta: float):
+        self.budgets = [float(b) for b in budgets]
+        self.eta = eta
+        self.sizes = rung_sizes(n, len(budgets), eta)
+        self.rungs: list[dict[int, float | None]] = [{} for _ in budgets]  # trial id -> loss (None: pending)
+        self.queue: list[int] = []  # trials promoted, waiting for a worker
+        self.exhausted = False  # the strategy had nothing more to propose
+
+    # --- the scheduler side --------------------------------------------------------------
+    def next_job(self, trial_id: int, strategy: Strategy) -> Suggestion:
+        """A job to run now, or None (the bracket waits for results, or is done)."""
+        if self.queue:
+            promoted = self.queue.pop(0)
+            rung = self._rung_of(promoted) + 1
+            self.rungs[rung][promoted] = None
+            return Resume(promoted, self.budgets[rung])
+        if not self.exhausted and len(self.rungs[0]) < self.sizes[0]:
+            arch = strategy.ask()
+            if arch is not None:
+                self.rungs[0][trial_id] = None
+                return Start(arch, self.budgets[0])
+            self.exhausted = True
+            self.sizes = rung_sizes(len(self.rungs[0]), len(self.budgets), self.eta)
+            self._maybe_promote(0)
+        return None
+
+    def owns(self, trial_id: int) -> bool:
+        return any(trial_id in rung for rung in self.rungs)
+
+    def record(self, trial_id: int, loss: float | None) -> tuple[Decision, list[int]]:
+        """Store a result; returns the trial's decision and the trials this stops."""
+        rung = self._rung_of(trial_id)
+        self.rungs[rung][trial_id] = math.inf if loss is None else loss
+        last = rung == self._last_rung()
+        stopped = self._maybe_promote(rung)
+        return (Decision.COMPLETE if last else Decision.PAUSE), stopped
+
+    @property
+    def done(self) -> bool:
+        waiting = any(v is None for rung in self.rungs for v in rung.values())
+        return not waiting and not self.queue and self._all_started() and self._rung_complete(self._last_rung())
+
+    # --- internals -----------------------------------------------------------------------
+    def _last_rung(self) -> int:
+        nonzero = [i for i, size in enumerate(self.sizes) if size > 0]
+        return nonzero[-1] if nonzero else 0
+
+    def _all_started(self) -> bool:
+        return self.exhausted or len(self.rungs[0]) >= self.sizes[0]
+
+    def _rung_of(self, trial_id: int) -> int:
+        for i in range(len(self.rungs) - 1, -1, -1):
+            if trial_id in self.rungs[i]:
+                return i
+        raise KeyError(f"trial {trial_id} is not in this bracket")
+
+    def _rung_complete(self, i: int) -> bool:
+        rung = self.rungs[i]
+        return len(rung) >= self.sizes[i] and all(v is not None for v in rung.values())
+
+    def _maybe_promote(self, i: int) -> list[int]:
+        if i >= self._last_rung() or not self._rung_complete(i) or self.rungs[i + 1] or self.queue:
+            return []
+        ranked = sorted(self.rungs[i], key=lambda t: (self.rungs[i][t], t))
+        keep = [t for t in ranked[: self.sizes[i + 1]] if self.rungs[i][t] != math.inf]
+        if len(keep) < self.sizes[i + 1]:  # failed trials are never promoted: later rungs shrink
+            self.sizes[i + 1] = len(keep)
+            for j in range(i + 2, len(self.sizes)):
+                self.sizes[j] = min(self.sizes[j], self.sizes[j - 1])
+        self.queue.extend(keep)
+        return [t for t in ranked if t not in keep and self.rungs[i][t] != math.inf]
+
+    # --- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"budgets": self.budgets, "eta": self.eta, "sizes": self.sizes, "queue": self.queue,
+                "exhausted": self.exhausted,
+                "rungs": [[[t, None if v is None else (v if v != math.inf else "inf")] for t, v in r.items()] for r in self.rungs]}
+
+    @staticmethod
+    def from_state(state: dict[str, Any]) -> "Bracket":
+        b = Bracket(0, state["budgets"], state["eta"])
+        b.sizes, b.queue, b.exhausted = list(state["sizes"]), list(state["queue"]), bool(state["exhausted"])
+        b.rungs = [{int(t): (math.inf if v == "inf" else v) for t, v in r} for r in state["rungs"]]
+        return b
