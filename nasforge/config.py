@@ -47,6 +47,8 @@ class TrainerConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     device: str = "auto"
+    budget_unit: Literal["epochs", "data_fraction"] = "epochs"
+    epochs: int = Field(10, ge=1)  # epochs per job when budget_unit is data_fraction
 
 
 class ObjectiveConfig(_Strict):

@@ -50,7 +50,7 @@ def test_classification_curve_has_one_point_per_epoch(iris):
     assert {k: result.metrics[k] for k in result.curve[-1]} == result.curve[-1]
     assert result.metrics["params"] == 4 * 16 + 16 + 16 * 3 + 3
     assert result.metrics["train_seconds"] >= 0
-    assert result.state is not None and result.state["epochs"] == 4
+    assert result.state is not None and result.state["epochs"] == 4 and result.state["steps"] == 16
 
 
 def test_final_metrics_match_the_returned_weights(iris):
@@ -182,9 +182,38 @@ def test_budget_already_reached_trains_nothing(iris):
     assert again.state["epochs"] == 3
 
 
-def test_fractional_budget_rounds_to_whole_epochs(iris):
-    assert len(train(iris, 2.4).curve) == 2
-    assert len(train(iris, 2.6).curve) == 3
+def test_fractional_epochs_train_that_share_of_the_batches(iris):
+    # iris: 100 training rows, batch 32 -> 4 steps per epoch; 2.4 epochs -> round(9.6) = 10 steps
+    result = train(iris, 2.4)
+    assert [p["epoch"] for p in result.curve] == [1.0, 2.0, 2.5]
+    assert result.state["steps"] == 10 and result.state["position"] == 64
+    assert [p["epoch"] for p in train(iris, 1.4).curve] == [1.0, 1.5]  # round(5.6) = 6 steps
+
+
+def test_stopping_mid_epoch_and_continuing_equals_straight(iris):
+    """Hyperband promotes from fractional budgets (1.11 epochs): continuing mid-epoch must be exact."""
+    straight = train(iris, 5, seed=8)
+    first = train(iris, 1.11, seed=8)
+    second = SupervisedTrainer(device="cpu")(build(iris, seed=1), iris, 3.33, first.state)
+    third = SupervisedTrainer(device="cpu")(build(iris, seed=2), iris, 5, second.state)
+    assert third.metrics["val_loss"] == straight.metrics["val_loss"]
+    for name, value in straight.state["model"].items():
+        assert torch.equal(third.state["model"][name], value), name
+
+
+def test_data_fraction_budget_trains_nested_subsets(iris):
+    trainer = SupervisedTrainer(device="cpu", budget_unit="data_fraction", epochs=2)
+    torch.manual_seed(0)
+    small = trainer(build(iris), iris, 1 / 3, None)
+    assert small.state["seen"] == 2 * 34  # two epochs over ceil(100 / 3) rows
+    assert small.curve[-1]["epoch"] == pytest.approx(0.68)
+    full = trainer(build(iris), iris, 1.0, small.state)  # continues on all rows
+    assert full.state["seen"] == 2 * 34 + 2 * 100
+    assert full.metrics["val_loss"] < small.metrics["val_loss"]
+    with pytest.raises(ConfigError, match="data fraction must be in"):
+        trainer(build(iris), iris, 1.5, None)
+    with pytest.raises(ConfigError, match="Invalid budget_unit 'samples'"):
+        SupervisedTrainer(budget_unit="samples")
 
 
 def test_a_reused_trainer_follows_new_datasets():

@@ -26,16 +26,25 @@ def resolve_device(device: str) -> torch.device:
         raise ConfigError(f"Invalid device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") from exc
 
 
-class SupervisedTrainer:
-    """Trains a model for ``budget`` epochs in total, reporting validation loss/accuracy each epoch.
+BUDGET_UNITS = ("epochs", "data_fraction")
 
-    Deterministic under torch's global seed (set per trial by the worker): the shuffling generator
-    is seeded from it and saved in the state, so training 5 epochs and then 5 more gives the same
-    weights as training 10 at once.
+
+class SupervisedTrainer:
+    """Trains a model up to ``budget`` and reports validation loss/accuracy along the way.
+
+    ``budget_unit="epochs"``: the budget is epochs in total; fractional budgets train that share
+    of an epoch's batches (Hyperband's 1.11 epochs is 1.11 x the batches of an epoch).
+    ``budget_unit="data_fraction"``: the budget is the fraction of the training set used; every
+    call trains ``epochs`` epochs on the first ``ceil(budget * n)`` samples of one fixed order,
+    so a promoted trial continues on a larger subset that contains the smaller one.
+
+    Deterministic under torch's global seed (set per trial by the worker): the shuffling
+    generator is seeded from it and saved in the state, with the position inside the epoch, so
+    training 5 epochs and then 5 more gives the same weights as training 10 at once.
     """
 
     def __init__(self, optimizer: str = "adam", lr: float = 0.01, batch_size: int = 32, weight_decay: float = 0.0,
-                 momentum: float = 0.9, device: str = "auto"):
+                 momentum: float = 0.9, device: str = "auto", budget_unit: str = "epochs", epochs: int = 10):
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"Invalid optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if not lr > 0:
@@ -44,8 +53,13 @@ class SupervisedTrainer:
             raise ConfigError(f"Invalid batch_size: {batch_size} (must be an int >= 1)")
         if weight_decay < 0:
             raise ConfigError(f"Invalid weight_decay: {weight_decay} (must be >= 0)")
+        if budget_unit not in BUDGET_UNITS:
+            raise ConfigError(f"Invalid budget_unit {budget_unit!r}; allowed: {', '.join(BUDGET_UNITS)}")
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"Invalid epochs: {epochs} (must be an int >= 1)")
         self.optimizer, self.lr, self.batch_size = optimizer, lr, batch_size
         self.weight_decay, self.momentum = weight_decay, momentum
+        self.budget_unit, self.epochs = budget_unit, epochs
         self.device = resolve_device(device)
         self._data_on_device: tuple[Data, Data] | None = None
 
@@ -63,58 +77,77 @@ class SupervisedTrainer:
         return self._data_on_device[1]
 
     def __call__(self, model: nn.Module, data: Data, budget: float, state: dict[str, Any] | None = None) -> EvalResult:
+        if not budget > 0:
+            raise ConfigError(f"Invalid budget: {budget} (must be > 0)")
+        if self.budget_unit == "data_fraction" and budget > 1 + 1e-9:
+            raise ConfigError(f"Invalid budget: {budget} (a data fraction must be in (0, 1])")
         data = self._data(data)
         model.to(self.device)
         optimizer = self._make_optimizer(model)
-        generator = torch.Generator()
-        done = 0
+        run = _Run(torch.Generator())
         if state:
             model.load_state_dict(state["model"])
             # A copy: loading aliases the saved tensors, and stepping would then change the caller's state.
             optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-            generator.set_state(state["generator"])
-            done = int(state["epochs"])
+            run.load(state)
         else:
-            generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
+            run.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
         loss_fn = nn.CrossEntropyLoss() if data.task == "classification" else nn.MSELoss()
-        target = int(round(budget))
-        curve: list[dict[str, float]] = []
+        n = len(data.x_train)
+        if self.budget_unit == "epochs":
+            subset, target = n, round(budget * _steps_per_epoch(n, self.batch_size))
+        else:
+            subset = max(1, math.ceil(budget * n - 1e-9))
+            run.position, run.order = 0, None  # a new subset starts a fresh epoch
+            target = run.steps + self.epochs * _steps_per_epoch(subset, self.batch_size)
         start = time.perf_counter()
-        for epoch in range(done + 1, target + 1):
-            train_loss = self._epoch(model, data, optimizer, loss_fn, generator)
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch}")
-            val = self._checked_validate(model, data, loss_fn, epoch)
-            curve.append({"epoch": float(epoch), "train_loss": train_loss, **val})
-        metrics = dict(curve[-1]) if curve else {"epoch": float(done), **self._checked_validate(model, data, loss_fn, done)}
+        curve = self._train(model, data, optimizer, loss_fn, run, subset, target)
+        metrics = dict(curve[-1]) if curve else {"epoch": run.epoch, **self._checked_validate(model, data, loss_fn, run.epoch)}
         metrics["params"] = float(sum(p.numel() for p in model.parameters()))
         metrics["train_seconds"] = time.perf_counter() - start
         # A snapshot: the model's state_dict holds its live parameters, which later training would change.
-        new_state = {"model": copy.deepcopy(model.state_dict()), "optimizer": optimizer.state_dict(),
-                     "generator": generator.get_state(), "epochs": max(target, done)}
+        new_state = {"model": copy.deepcopy(model.state_dict()), "optimizer": optimizer.state_dict(), **run.dump()}
         return EvalResult(metrics, curve, new_state)
 
-    def _epoch(self, model: nn.Module, data: Data, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-               generator: torch.Generator) -> float:
+    def _train(self, model: nn.Module, data: Data, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, run: "_Run",
+               subset: int, target: int) -> list[dict[str, float]]:
+        """Step until ``run.steps == target``; a curve point at each epoch end and at the stop."""
         model.train()
+        curve: list[dict[str, float]] = []
         n = len(data.x_train)
-        order = torch.randperm(n, generator=generator).to(self.device)
-        total = 0.0
-        for i in range(0, n, self.batch_size):
-            idx = order[i:i + self.batch_size]
+        total, count = 0.0, 0
+        fixed = _fixed_order(n, self.device) if subset < n else None
+        while run.steps < target:
+            if run.position == 0:
+                run.order = torch.randperm(subset, generator=run.generator).to(self.device)
+                if fixed is not None:
+                    run.order = fixed[run.order]
+            idx = run.order[run.position:run.position + self.batch_size]
             out = model(data.x_train[idx])
             loss = loss_fn(_shape_like(out, data), data.y_train[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(idx)
-        return total / n
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at epoch {run.epoch:.3g}")
+            total, count = total + value * len(idx), count + len(idx)
+            run.steps, run.position, run.seen = run.steps + 1, run.position + len(idx), run.seen + len(idx)
+            if run.position >= subset:
+                run.position = 0
+            run.epoch = run.steps / _steps_per_epoch(n, self.batch_size) if self.budget_unit == "epochs" else run.seen / n
+            if run.position == 0 or run.steps == target:
+                curve.append({"epoch": run.epoch, "train_loss": total / count,
+                              **self._checked_validate(model, data, loss_fn, run.epoch)})
+                total, count = 0.0, 0
+                model.train()
+        return curve
 
-    def _checked_validate(self, model: nn.Module, data: Data, loss_fn: nn.Module, epoch: int) -> dict[str, float]:
+    def _checked_validate(self, model: nn.Module, data: Data, loss_fn: nn.Module, epoch: float) -> dict[str, float]:
         # The last step of an epoch can break the weights after the (finite) training loss was measured.
         metrics = self.validate(model, data, loss_fn)
         if not math.isfinite(metrics["val_loss"]):
-            raise FloatingPointError(f"validation loss became {metrics['val_loss']} after epoch {epoch}")
+            raise FloatingPointError(f"validation loss became {metrics['val_loss']} after epoch {epoch:.3g}")
         return metrics
 
     @torch.no_grad()
@@ -136,3 +169,35 @@ def _shape_like(out: torch.Tensor, data: Data) -> torch.Tensor:
     if data.task == "regression" and data.y_train.dim() == 1 and out.dim() == 2 and out.shape[1] == 1:
         return out[:, 0]
     return out
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def _fixed_order(n: int, device: torch.device) -> torch.Tensor:
+    """One order of the training set shared by every trial: data-fraction subsets are its prefixes."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+class _Run:
+    """Where training stands: optimizer steps, samples seen, the shuffling generator and the
+    position inside the current epoch's order (so a job can stop and resume mid-epoch)."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+        self.steps = 0
+        self.seen = 0
+        self.epoch = 0.0  # progress in epochs of the full training set
+        self.position = 0
+        self.order: torch.Tensor | None = None
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.steps, self.seen, self.position = int(state["steps"]), int(state["seen"]), int(state["position"])
+        self.epoch = float(state["epochs"])
+        self.order = state.get("order")
+
+    def dump(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "steps": self.steps, "seen": self.seen, "epochs": self.epoch,
+                "position": self.position, "order": None if self.order is None else self.order.cpu()}
