@@ -5,4 +5,5 @@ from nasforge.registry import Registry
 
 SPACES: Registry = Registry("space", {
     "mlp": "nasforge.spaces.mlp:mlp",
+    "nb201": "nasforge.spaces.nb201:nb201",
 })
