@@ -49,22 +49,41 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     if objects.evaluate is not None:
         evaluator = objects.evaluate
     elif cfg.evaluator:
-        evaluator = import_object(cfg.evaluator)
+        evaluator = _user_evaluator(cfg.evaluator.name, cfg.evaluator.args)
     else:
         evaluator = SupervisedTrainer(**cfg.trainer.model_dump())
     strategy = objects.strategy or instantiate("strategy", cfg.strategy)
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
     context_for_workers = WorkerContext(space, data, evaluator, str(directory))
-    workers = cfg.workers
+    workers, kind = cfg.workers, cfg.executor
+    if kind == "auto":
+        kind = "serial" if workers == 1 else "pool"
 
     def executor_factory() -> Any:
-        if workers == 1:
+        if kind == "simulated":
+            from nasforge.execution.simulated import SimulatedExecutor
+            return SimulatedExecutor(context_for_workers, workers)
+        if kind == "serial":
             return SerialExecutor(context_for_workers)
         return ProcessPoolExecutor(context_for_workers, workers)
 
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
                  executor_factory=executor_factory, objective=Objective(cfg.objective.metric, cfg.objective.mode),
                  seed=cfg.seed, max_budget=cfg.budget, max_trials=cfg.trials)
+
+
+def _user_evaluator(path: str, args: dict[str, Any]) -> Callable[..., Any]:
+    """An evaluator from an import path: a function (args bound to it) or a class (built with args)."""
+    import functools
+    target = import_object(path)
+    if inspect.isclass(target):
+        try:
+            return target(**args)
+        except TypeError as exc:
+            raise ConfigError(f"evaluator {path!r}: {exc}") from exc
+    if not callable(target):
+        raise ConfigError(f"evaluator {path!r} is a {type(target).__name__}, not a function or class")
+    return functools.partial(target, **args) if args else target
 
 
 def create_study(cfg: StudyConfig, directory: Path | None = None, objects: Objects | None = None,

@@ -61,7 +61,8 @@ class StudyConfig(_Strict):
     dataset: Component = Component(name="iris")
     strategy: Component = Component(name="random")
     scheduler: Component = Component(name="full")
-    evaluator: str | None = None  # import path of evaluate(model, data, budget, state); default: the trainer
+    evaluator: Component | None = None  # evaluate(model, data, budget, state) by import path; default: the trainer
+    executor: Literal["auto", "serial", "pool", "simulated"] = "auto"
     trainer: TrainerConfig = TrainerConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     trials: int = Field(20, ge=1)
@@ -78,9 +79,9 @@ class StudyConfig(_Strict):
 
     @field_validator("evaluator")
     @classmethod
-    def _import_path(cls, value: str | None) -> str | None:
-        if value is not None and ":" not in value:
-            raise ValueError(f"evaluator must be an import path 'package.module:function', got {value!r}")
+    def _import_path(cls, value: Component | None) -> Component | None:
+        if value is not None and ":" not in value.name:
+            raise ValueError(f"evaluator must be an import path 'package.module:function' (or a class), got {value.name!r}")
         return value
 
 

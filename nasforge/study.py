@@ -135,6 +135,10 @@ class Study:
                 executor.shutdown(cancel=True)
                 raise
             executor.shutdown()
+            clock = getattr(executor, "clock", None)
+            if clock is not None:  # a simulated executor: keep the simulated wall time of the search
+                previous = self.store.get_meta("simulated_seconds") or 0.0
+                self.store.set_meta("simulated_seconds", float(previous) + float(clock))  # type: ignore[arg-type]
             self._finalise()
         return self
 

@@ -18,10 +18,16 @@ DATASETS: Registry = Registry("dataset", {
     "mnist5k": "nasforge.datasets.images:mnist5k",
     "csv": "nasforge.datasets.files:csv",
     "npz": "nasforge.datasets.files:npz",
+    "none": "nasforge.datasets:no_data",
 })
 
 
-def load_dataset(spec: str | dict[str, Any] | Data) -> Data:
+def no_data() -> None:
+    """No dataset: for evaluators that bring their own (tabular benchmarks such as NAS-Bench-201)."""
+    return None
+
+
+def load_dataset(spec: str | dict[str, Any] | Data) -> Data | None:
     """``"iris"``, ``{"name": "csv", "path": "f.csv", "label": "y"}`` or a ready :class:`Data`."""
     if isinstance(spec, Data):
         return spec
