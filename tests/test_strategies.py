@@ -20,7 +20,9 @@ SMALL_GRID = {"depth": [1, 2], "width_0": [4, 8], "width_1": [4, 8]}
 
 def make(name: str):
     cls = STRATEGIES.get(name)
-    return cls(values=SMALL_GRID) if name == "grid" else cls()
+    small = {"grid": {"values": SMALL_GRID}, "bayesopt": {"n_initial": 3, "n_candidates": 200},
+             "evolution": {"population_size": 4, "sample_size": 2}}
+    return cls(**small.get(name, {}))
 
 
 def schema():

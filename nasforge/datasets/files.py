@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv as csvlib
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
