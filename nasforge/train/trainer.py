@@ -67,7 +67,11 @@ class SupervisedTrainer:
         kwargs: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
         if self.optimizer == "sgd":
             kwargs["momentum"] = self.momentum
-        return OPTIMIZERS[self.optimizer](model.parameters(), **kwargs)
+        params = list(model.parameters())
+        try:  # the fused kernels take a third of the time of the per-tensor loop on small models
+            return OPTIMIZERS[self.optimizer](params, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):
+            return OPTIMIZERS[self.optimizer](params, **kwargs)
 
     def _data(self, data: Data) -> Data:
         # Keep one copy of the data on the device for the life of this trainer (worker). Hold the
