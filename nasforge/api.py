@@ -56,10 +56,13 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
     context_for_workers = WorkerContext(space, data, evaluator, str(directory))
     workers, kind = cfg.workers, cfg.executor
-    if kind == "auto":
-        kind = "serial" if workers == 1 else "pool"
+    if kind == "auto":  # one process and the built-in trainer: train compatible candidates together
+        kind = ("batched" if isinstance(evaluator, SupervisedTrainer) else "serial") if workers == 1 else "pool"
 
     def executor_factory() -> Any:
+        if kind == "batched":
+            from nasforge.execution.batching import BatchingExecutor
+            return BatchingExecutor(context_for_workers)
         if kind == "simulated":
             from nasforge.execution.simulated import SimulatedExecutor
             return SimulatedExecutor(context_for_workers, workers)
@@ -136,7 +139,7 @@ def _spec(value: Any, kind: str) -> tuple[Any, Any, str | None]:
 def search(space: Any = "mlp", data: Any = "iris", strategy: Any = "random", scheduler: Any = "full", *,
            budget: float = 30, trials: int = 20, seed: int = 0, workers: int = 1, evaluate: Callable[..., Any] | None = None,
            objective: str = "val_loss", mode: str = "min", trainer: dict[str, Any] | None = None,
-           space_args: dict[str, Any] | None = None, out: str | Path | None = None,
+           space_args: dict[str, Any] | None = None, out: str | Path | None = None, executor: str = "auto",
            on_trial_end: Callable[..., Any] | None = None) -> Study:
     """Search ``space`` on ``data`` and return the finished :class:`~nasforge.study.Study`.
 
@@ -144,7 +147,9 @@ def search(space: Any = "mlp", data: Any = "iris", strategy: Any = "random", sch
     ``data``: a dataset name or spec dict, a :class:`~nasforge.train.data.Data`, or a tuple ``(x, y)``.
     ``strategy`` / ``scheduler``: a name or an object. ``budget``: epochs per trial. ``evaluate``:
     your own ``evaluate(model, data, budget, state) -> metrics`` instead of the built-in trainer.
-    ``out``: the study directory (a new temporary directory by default).
+    ``out``: the study directory (a new temporary directory by default). ``executor``: ``auto``
+    (batched training in this process for one worker, a process pool for more), ``serial``,
+    ``batched``, ``pool`` or ``simulated``.
     """
     if isinstance(data, tuple) and len(data) == 2:
         data = Data.from_arrays(*data)
@@ -162,7 +167,7 @@ def search(space: Any = "mlp", data: Any = "iris", strategy: Any = "random", sch
     if space_args:
         entries["space"] = {"name": entries.get("space", "mlp") if isinstance(entries.get("space"), str) else "mlp",
                             "args": space_args}
-    cfg = parse_config({**entries, "budget": budget, "trials": trials, "seed": seed, "workers": workers,
+    cfg = parse_config({**entries, "budget": budget, "trials": trials, "seed": seed, "workers": workers, "executor": executor,
                         "objective": {"metric": objective, "mode": mode}, "trainer": trainer or {}}, "(from nasforge.search)")
     objects = Objects(found["space"], found["dataset"], found["evaluator"], found["strategy"], found["scheduler"])
     if out is None:

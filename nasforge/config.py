@@ -62,7 +62,7 @@ class StudyConfig(_Strict):
     strategy: Component = Component(name="random")
     scheduler: Component = Component(name="full")
     evaluator: Component | None = None  # evaluate(model, data, budget, state) by import path; default: the trainer
-    executor: Literal["auto", "serial", "pool", "simulated"] = "auto"
+    executor: Literal["auto", "serial", "batched", "pool", "simulated"] = "auto"
     trainer: TrainerConfig = TrainerConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     trials: int = Field(20, ge=1)

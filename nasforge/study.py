@@ -129,6 +129,8 @@ class Study:
         with directory_lock(self.directory):
             self.prepare()
             executor = self.executor_factory()
+            # Strategies may hold asks back until results arrive, but never below real parallelism.
+            self.strategy.min_pending = int(getattr(executor, "parallelism", executor.capacity))
             try:
                 self._loop(executor, on_trial_end)
             except BaseException:

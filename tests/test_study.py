@@ -77,9 +77,9 @@ class CrashAfter:
 
 
 def test_resume_after_crash_equals_uninterrupted_run(tmp_path):
-    reference = nasforge.search(out=tmp_path / "ref", budget=3, trials=8, seed=4)
+    reference = nasforge.search(out=tmp_path / "ref", budget=3, trials=8, seed=4, executor="serial")
     with pytest.raises(KeyboardInterrupt):
-        nasforge.search(out=tmp_path / "cut", evaluate=CrashAfter(5), budget=3, trials=8, seed=4)
+        nasforge.search(out=tmp_path / "cut", evaluate=CrashAfter(5), budget=3, trials=8, seed=4, executor="serial")
     cut = open_study(tmp_path / "cut", Objects(evaluate=SupervisedTrainer()))
     before = cut.store.trials()
     assert [t.state for t in before].count(TrialState.COMPLETE) == 4

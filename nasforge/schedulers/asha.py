@@ -10,7 +10,7 @@ import numpy as np
 from nasforge.errors import ConfigError
 from nasforge.schedulers.base import WAIT, Decision, Resume, Start, Suggestion
 from nasforge.schedulers.successive_halving import check_eta, geometric_budgets
-from nasforge.strategies.base import Strategy
+from nasforge.strategies.base import Strategy, is_ready
 from nasforge.types import ArchDict, Result
 
 
@@ -45,14 +45,15 @@ class ASHA:
                 self.rung_of[candidate] = k + 1
                 self.in_flight += 1
                 return Resume(candidate, self.budgets[k + 1])
-        if self.started < self.max_trials:
+        if self.started < self.max_trials and is_ready(self.strategy):
             arch = self.strategy.ask()
             if arch is not None:
                 self.started += 1
                 self.rung_of[trial_id] = 0
                 self.in_flight += 1
                 return Start(arch, self.budgets[0])
-            self.max_trials = self.started  # the strategy is exhausted
+            else:
+                self.max_trials = self.started  # the strategy is exhausted
         return WAIT if self.in_flight else None
 
     def _promotable(self, k: int) -> int | None:

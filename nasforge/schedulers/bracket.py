@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 from nasforge.schedulers.base import Decision, Resume, Start, Suggestion
-from nasforge.strategies.base import Strategy
+from nasforge.strategies.base import Strategy, is_ready
 
 
 def rung_sizes(n: int, n_rungs: int, eta: float) -> list[int]:
@@ -35,7 +35,7 @@ class Bracket:
             rung = self._rung_of(promoted) + 1
             self.rungs[rung][promoted] = None
             return Resume(promoted, self.budgets[rung])
-        if not self.exhausted and len(self.rungs[0]) < self.sizes[0]:
+        if not self.exhausted and len(self.rungs[0]) < self.sizes[0] and is_ready(strategy):
             arch = strategy.ask()
             if arch is not None:
                 self.rungs[0][trial_id] = None

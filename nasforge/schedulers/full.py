@@ -6,8 +6,8 @@ from typing import Any
 import numpy as np
 
 from nasforge.errors import ConfigError
-from nasforge.schedulers.base import Decision, Start, Suggestion
-from nasforge.strategies.base import Strategy
+from nasforge.schedulers.base import WAIT, Decision, Start, Suggestion
+from nasforge.strategies.base import Strategy, is_ready
 from nasforge.types import ArchDict, Result
 
 
@@ -30,6 +30,8 @@ class FullBudget:
     def suggest(self, trial_id: int) -> Suggestion:
         if self.started >= self.limit:  # type: ignore[operator]
             return None
+        if not is_ready(self.strategy):
+            return WAIT
         arch = self.strategy.ask()
         if arch is None:
             return None

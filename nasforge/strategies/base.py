@@ -12,7 +12,10 @@ Contract (the study and the schedulers are the only callers):
    canonicalised): ``result.loss`` is the objective as a value to minimise, or ``None`` with
    ``result.failed`` when the trial failed. Multi-fidelity schedulers call it once per rung,
    with ``result.budget`` saying at which budget.
-4. ``state_dict()`` returns plain JSON data; after ``setup`` with an identically seeded rng,
+4. Optionally ``ready() -> bool``: False when another ``ask`` now would be better made after the
+   pending results arrive (a model-based step wants them). Schedulers then wait instead of
+   asking; the study still keeps every real worker busy. Strategies without it are always ready.
+5. ``state_dict()`` returns plain JSON data; after ``setup`` with an identically seeded rng,
    ``load_state_dict(state)`` restores the strategy so that later asks are the same as if it had
    never stopped. The study saves it after every ask and tell.
 """
@@ -41,3 +44,8 @@ def rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     rng.bit_generator.state = state
+
+
+def is_ready(strategy: Strategy) -> bool:
+    ready = getattr(strategy, "ready", None)
+    return bool(ready()) if callable(ready) else True

@@ -145,6 +145,13 @@ class GPBayesOpt:
         self._seen.add(key)
         return arch
 
+    def ready(self) -> bool:
+        """Random asks may run ahead; a model-based ask wants every pending result first, unless
+        the current batch (one fit's top ``batch_size``) still has members to hand out."""
+        if max(self.n_asked, len(self._told)) < self.n_initial:
+            return True
+        return bool(self.queue) or not self.pending
+
     def tell(self, arch: ArchDict, result: Result) -> None:
         key = canonical_key(arch)
         if key in self.pending:

@@ -42,13 +42,21 @@ class RegularizedEvolution:
         self.population_size = population_size
         self.sample_size = sample_size
         self.population: deque[dict[str, Any]] = deque()
+        self.pending = 0
 
     def setup(self, schema: Schema, rng: np.random.Generator) -> None:
         self.schema = schema
         self.rng = rng
         self.population = deque()
+        self.pending = 0
+
+    def ready(self) -> bool:
+        """The random initial population may be asked all at once; a child wants its parents'
+        results first."""
+        return len(self.population) + self.pending < self.population_size or self.pending == 0
 
     def ask(self) -> ArchDict:
+        self.pending += 1
         if len(self.population) < self.population_size:
             return self.schema.sample(self.rng)
         parents = [m for m in self.population if m["loss"] is not None]
@@ -60,6 +68,9 @@ class RegularizedEvolution:
 
     def tell(self, arch: ArchDict, result: Result) -> None:
         loss = result.loss if result.ok else None
+        known = any(member["arch"] == arch for member in self.population)
+        if not known:
+            self.pending = max(0, self.pending - 1)
         for member in self.population:
             if member["arch"] == arch:
                 member.update(loss=loss, budget=float(result.budget))
@@ -69,8 +80,9 @@ class RegularizedEvolution:
             self.population.popleft()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"population": [dict(m) for m in self.population], "rng": rng_state(self.rng)}
+        return {"population": [dict(m) for m in self.population], "rng": rng_state(self.rng), "pending": self.pending}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.population = deque(dict(m) for m in state["population"])
+        self.pending = int(state.get("pending", 0))
         set_rng_state(self.rng, state["rng"])

@@ -1,16 +1,21 @@
 """Strategy wrappers, by composition: each wraps any strategy and keeps the protocol."""
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import numpy as np
 
 from nasforge.errors import SpaceError
 from nasforge.space.schema import Schema
-from nasforge.strategies.base import Strategy, rng_state, set_rng_state
+from nasforge.strategies.base import Strategy, is_ready, rng_state, set_rng_state
 from nasforge.types import ArchDict, Result
 
 Canonicalise = Callable[[ArchDict, np.random.Generator], ArchDict]
+
+
+def _key(arch: ArchDict) -> str:
+    return json.dumps(arch, sort_keys=True)
 
 
 class Canonical:
@@ -23,6 +28,8 @@ class Canonical:
         self.canonicalise = canonicalise
         self.max_rejects = max_rejects
         self.rejected = 0
+        self.pending: set[str] = set()  # asked, not yet told
+        self.min_pending = 1  # the executor's real parallelism: below it, always ready
 
     def setup(self, schema: Schema, rng: np.random.Generator) -> None:
         inner_rng, self.rng = rng.spawn(2)
@@ -35,7 +42,9 @@ class Canonical:
             if proposal is None:
                 return None
             try:
-                return self.canonicalise(proposal, self.rng)
+                arch = self.canonicalise(proposal, self.rng)
+                self.pending.add(_key(arch))
+                return arch
             except Exception as exc:  # noqa: BLE001 - the user's space rejected this architecture
                 last_error = exc
                 self.rejected += 1
@@ -43,13 +52,19 @@ class Canonical:
         raise SpaceError(f"The space rejected {self.max_rejects} proposals in a row; last error: "
                          f"{type(last_error).__name__}: {last_error}")
 
+    def ready(self) -> bool:
+        return len(self.pending) < self.min_pending or is_ready(self.inner)
+
     def tell(self, arch: ArchDict, result: Result) -> None:
+        self.pending.discard(_key(arch))
         self.inner.tell(arch, result)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"inner": self.inner.state_dict(), "rng": rng_state(self.rng), "rejected": self.rejected}
+        return {"inner": self.inner.state_dict(), "rng": rng_state(self.rng), "rejected": self.rejected,
+                "pending": sorted(self.pending)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state["inner"])
         set_rng_state(self.rng, state["rng"])
         self.rejected = int(state.get("rejected", 0))
+        self.pending = set(state.get("pending", []))

@@ -64,14 +64,31 @@ class SupervisedTrainer:
         self._data_on_device: tuple[Data, Data] | None = None
 
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return self._make_optimizer_for(list(model.parameters()))
+
+    def _make_optimizer_for(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         kwargs: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
         if self.optimizer == "sgd":
             kwargs["momentum"] = self.momentum
-        params = list(model.parameters())
         try:  # the fused kernels take a third of the time of the per-tensor loop on small models
             return OPTIMIZERS[self.optimizer](params, fused=True, **kwargs)
         except (RuntimeError, TypeError, ValueError):
             return OPTIMIZERS[self.optimizer](params, **kwargs)
+
+    def check_budget(self, budget: float) -> None:
+        if not budget > 0:
+            raise ConfigError(f"Invalid budget: {budget} (must be > 0)")
+        if self.budget_unit == "data_fraction" and budget > 1 + 1e-9:
+            raise ConfigError(f"Invalid budget: {budget} (a data fraction must be in (0, 1])")
+
+    def plan(self, n: int, budget: float, run: "_Run") -> tuple[int, int]:
+        """(rows trained on, optimizer steps to reach) for a job of ``budget`` from ``run``.
+        A data-fraction job starts a fresh epoch on its subset (``run`` is reset accordingly)."""
+        if self.budget_unit == "epochs":
+            return n, round(budget * _steps_per_epoch(n, self.batch_size))
+        subset = max(1, math.ceil(budget * n - 1e-9))
+        run.position, run.order = 0, None
+        return subset, run.steps + self.epochs * _steps_per_epoch(subset, self.batch_size)
 
     def _data(self, data: Data) -> Data:
         # Keep one copy of the data on the device for the life of this trainer (worker). Hold the
@@ -81,10 +98,7 @@ class SupervisedTrainer:
         return self._data_on_device[1]
 
     def __call__(self, model: nn.Module, data: Data, budget: float, state: dict[str, Any] | None = None) -> EvalResult:
-        if not budget > 0:
-            raise ConfigError(f"Invalid budget: {budget} (must be > 0)")
-        if self.budget_unit == "data_fraction" and budget > 1 + 1e-9:
-            raise ConfigError(f"Invalid budget: {budget} (a data fraction must be in (0, 1])")
+        self.check_budget(budget)
         data = self._data(data)
         model.to(self.device)
         optimizer = self._make_optimizer(model)
@@ -98,12 +112,7 @@ class SupervisedTrainer:
             run.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
         loss_fn = nn.CrossEntropyLoss() if data.task == "classification" else nn.MSELoss()
         n = len(data.x_train)
-        if self.budget_unit == "epochs":
-            subset, target = n, round(budget * _steps_per_epoch(n, self.batch_size))
-        else:
-            subset = max(1, math.ceil(budget * n - 1e-9))
-            run.position, run.order = 0, None  # a new subset starts a fresh epoch
-            target = run.steps + self.epochs * _steps_per_epoch(subset, self.batch_size)
+        subset, target = self.plan(n, budget, run)
         start = time.perf_counter()
         curve = self._train(model, data, optimizer, loss_fn, run, subset, target)
         metrics = dict(curve[-1]) if curve else {"epoch": run.epoch, **self._checked_validate(model, data, loss_fn, run.epoch)}

@@ -1,0 +1,110 @@
+"""Runs jobs in the driver process, training compatible MLP candidates together.
+
+At each ``poll`` every queued job runs: jobs whose models the population trainer takes (MLPs
+under the built-in trainer) train in batched groups; everything else runs one by one, exactly as
+the serial executor would. Checkpoints are written at the end of each job (a rung end) so resume
+works, and the latest ones are also kept in memory so a promotion does not read them back.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasforge.execution.base import Job, JobEvent
+from nasforge.execution.worker import WorkerContext, load_checkpoint, run_job, save_checkpoint
+from nasforge.train.population import Candidate, PopulationTrainer
+from nasforge.train.trainer import SupervisedTrainer
+
+_CACHE_SIZE = 1024
+
+
+class BatchingExecutor:
+    parallelism = 1  # one process: strategies that want results before asking again get them
+
+    def __init__(self, context: WorkerContext, capacity: int = 64):
+        self.context = context
+        self.capacity = capacity
+        self.population = PopulationTrainer(context.evaluator) if isinstance(context.evaluator, SupervisedTrainer) else None
+        self._queue: list[Job] = []
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+
+    def running(self) -> int:
+        return len(self._queue)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self._queue.clear()
+
+    def poll(self, timeout: float | None = None) -> list[JobEvent]:
+        jobs, self._queue = self._queue, []
+        events: dict[int, JobEvent] = {}
+        groups: dict[tuple[Any, ...], list[tuple[int, Job, Candidate, torch.Tensor, float]]] = {}
+        for n, job in enumerate(jobs):
+            start = time.perf_counter()
+            prepared = self._prepare(job)
+            if prepared is None:
+                events[n] = run_job(self.context, job)
+                continue
+            cand, rng = prepared
+            key = self.population.key(cand, self.context.data)  # type: ignore[union-attr]
+            groups.setdefault(key, []).append((n, job, cand, rng, time.perf_counter() - start))
+        for members in groups.values():
+            events.update(self._train(members))
+        return [events[n] for n in sorted(events)]  # submission order: the study stays deterministic
+
+    def _prepare(self, job: Job) -> tuple[Candidate, torch.Tensor] | None:
+        """Build the job's model as a worker would; None if the population trainer cannot take it."""
+        if self.population is None:
+            return None
+        try:
+            torch.manual_seed(job.seed)
+            model = self.context.space.build(job.arch)
+            if not self.population.supports(model):
+                return None
+            state = None
+            if job.checkpoint_in and self.context.directory:
+                saved = self._load(job.checkpoint_in)
+                state = saved["evaluator"]
+                torch.set_rng_state(saved["torch_rng"])
+            cand = self.population.candidate(model, job.budget, state)
+            return cand, torch.get_rng_state()  # training an MLP draws nothing more from this stream
+        except Exception:  # noqa: BLE001 - let the one-by-one path run it and report the error
+            return None
+
+    def _train(self, members: list[tuple[int, Job, Candidate, torch.Tensor, float]]) -> dict[int, JobEvent]:
+        start = time.perf_counter()
+        try:
+            self.population.train([m[2] for m in members], self.context.data)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - a group that cannot train runs one by one instead
+            return {n: run_job(self.context, job) for n, job, *_ in members}
+        share = (time.perf_counter() - start) / len(members)
+        out = {}
+        for n, job, cand, rng, prep in members:
+            if cand.error is not None or cand.result is None:
+                out[n] = JobEvent(job, error=cand.error or "candidate was not trained", duration=share + prep)
+                continue
+            written = None
+            if cand.result.state is not None and job.checkpoint_out and self.context.directory:
+                payload = {"evaluator": cand.result.state, "torch_rng": rng}
+                save_checkpoint(Path(self.context.directory) / job.checkpoint_out, payload)
+                self._remember(job.checkpoint_out, payload)
+                written = job.checkpoint_out
+            out[n] = JobEvent(job, cand.result.metrics, list(cand.result.curve), None, share + prep, written)
+        return out
+
+    def _load(self, relative: str) -> dict[str, Any]:
+        if relative in self._cache:
+            self._cache.move_to_end(relative)
+            return self._cache[relative]
+        return load_checkpoint(Path(self.context.directory) / relative)  # type: ignore[arg-type]
+
+    def _remember(self, relative: str, payload: dict[str, Any]) -> None:
+        self._cache[relative] = payload
+        while len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)

@@ -1,0 +1,130 @@
+"""The population trainer: many MLPs trained together must match training each one alone."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nasforge
+from nasforge.datasets import load_dataset
+from nasforge.space import Space
+from nasforge.spaces.mlp import mlp
+from nasforge.train.population import PopulationTrainer, mlp_shape
+from nasforge.train.trainer import SupervisedTrainer
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_dataset("iris")
+
+
+def archs(data, n, seed=0):
+    space = Space(mlp, data.context())
+    rng = np.random.default_rng(seed)
+    return space, [space.schema.sample(rng) for _ in range(n)]
+
+
+def alone(space, data, trainer, arch, seed, budget, state=None):
+    torch.manual_seed(seed)
+    return trainer(space.build(arch), data, budget, state)
+
+
+def together(space, data, trainer, items):
+    """items: (arch, seed, budget, state); built exactly as the batching executor builds them."""
+    pop = PopulationTrainer(trainer)
+    cands = []
+    for arch, seed, budget, state in items:
+        torch.manual_seed(seed)
+        cands.append(pop.candidate(space.build(arch), budget, state))
+    pop.train(cands, data)
+    return cands, pop
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_same_losses_as_training_each_alone(iris, optimizer):
+    space, population = archs(iris, 12)
+    trainer = SupervisedTrainer(optimizer=optimizer, lr=0.01, device="cpu")
+    cands, pop = together(space, iris, trainer, [(a, i, 4, None) for i, a in enumerate(population)])
+    assert len(pop._groups(cands)) < len(cands)  # they really were trained in groups
+    for i, (arch, cand) in enumerate(zip(population, cands)):
+        ref = alone(space, iris, trainer, arch, i, 4)
+        assert cand.error is None
+        got = cand.result
+        assert [p["epoch"] for p in got.curve] == [p["epoch"] for p in ref.curve]
+        for a, b in zip(got.curve, ref.curve):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+            assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        for name, value in ref.state["model"].items():
+            assert torch.allclose(got.state["model"][name], value, atol=1e-5), name
+        assert got.state["steps"] == ref.state["steps"] and got.state["position"] == ref.state["position"]
+
+
+def test_states_interoperate_with_the_one_by_one_trainer(iris):
+    """Train 2.5 epochs together, continue alone to 5 (and the reverse): as if trained straight."""
+    space, population = archs(iris, 6, seed=1)
+    trainer = SupervisedTrainer(device="cpu")
+    first, _ = together(space, iris, trainer, [(a, i, 2.5, None) for i, a in enumerate(population)])
+    for i, (arch, cand) in enumerate(zip(population, first)):
+        straight = alone(space, iris, trainer, arch, i, 5)
+        continued = alone(space, iris, trainer, arch, 99, 5, cand.result.state)
+        assert continued.metrics["val_loss"] == pytest.approx(straight.metrics["val_loss"], abs=1e-5)
+    singles = [alone(space, iris, trainer, a, i, 2.5) for i, a in enumerate(population)]
+    second, _ = together(space, iris, trainer, [(a, 50 + i, 5, s.state) for i, (a, s) in enumerate(zip(population, singles))])
+    for i, (arch, cand) in enumerate(zip(population, second)):
+        straight = alone(space, iris, trainer, arch, i, 5)
+        assert cand.result.metrics["val_loss"] == pytest.approx(straight.metrics["val_loss"], abs=1e-5)
+
+
+def test_a_diverging_candidate_fails_alone(iris):
+    space, population = archs(iris, 5, seed=2)
+    trainer = SupervisedTrainer(device="cpu")
+    pop = PopulationTrainer(trainer)
+    cands = []
+    for i, arch in enumerate(population):
+        torch.manual_seed(i)
+        model = space.build(arch)
+        if i == 2:
+            with torch.no_grad():
+                model[1].weight.fill_(float("nan"))
+        cands.append(pop.candidate(model, 2, None))
+    pop.train(cands, iris)
+    assert cands[2].error and "loss became nan" in cands[2].error and cands[2].result is None
+    for i, cand in enumerate(cands):
+        if i != 2:
+            ref = alone(space, iris, trainer, population[i], i, 2)
+            assert cand.result.metrics["val_loss"] == pytest.approx(ref.metrics["val_loss"], abs=1e-5)
+
+
+def test_regression_and_data_fraction_budgets():
+    data = load_dataset("diabetes")
+    space, population = archs(data, 4, seed=3)
+    trainer = SupervisedTrainer(device="cpu", budget_unit="data_fraction", epochs=2)
+    cands, _ = together(space, data, trainer, [(a, i, 0.5, None) for i, a in enumerate(population)])
+    for i, (arch, cand) in enumerate(zip(population, cands)):
+        ref = alone(space, data, trainer, arch, i, 0.5)
+        assert cand.result.metrics["val_rmse"] == pytest.approx(ref.metrics["val_rmse"], abs=1e-5)
+        assert cand.result.state["seen"] == ref.state["seen"]
+
+
+def test_only_mlps_of_zero_preserving_activations_are_taken():
+    assert mlp_shape(nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 3))) is not None
+    assert mlp_shape(nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 3))) is None  # sigmoid(0) != 0
+    assert mlp_shape(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 3))) is None
+    assert mlp_shape(nn.Sequential(nn.Conv1d(1, 2, 3))) is None
+    assert mlp_shape(nn.Linear(4, 3)) is None
+
+
+def test_batched_studies_match_serial_ones(tmp_path):
+    kw = dict(budget=3, trials=10, seed=5)
+    batched = nasforge.search(out=tmp_path / "b", executor="batched", **kw)
+    serial = nasforge.search(out=tmp_path / "s", executor="serial", **kw)
+    assert [t.arch for t in batched.trials] == [t.arch for t in serial.trials]
+    for b, s in zip(batched.trials, serial.trials):
+        assert b.loss == pytest.approx(s.loss, abs=1e-5)
+    hb = dict(scheduler={"name": "hyperband", "args": {"eta": 3}}, budget=9, seed=1)
+    b = nasforge.search(out=tmp_path / "hb_b", executor="batched", **hb)
+    s = nasforge.search(out=tmp_path / "hb_s", executor="serial", **hb)
+    assert [(t.arch, t.state, len(t.rungs)) for t in b.trials] == [(t.arch, t.state, len(t.rungs)) for t in s.trials]
+    for x, y in zip(b.trials, s.trials):
+        assert x.loss == pytest.approx(y.loss, abs=1e-5)
