@@ -24,7 +24,7 @@ def best_losses(tmp_path, dataset: str, strategy, trials: int, epochs: int) -> l
     out = []
     for seed in SEEDS:
         study = nasforge.search("mlp", dataset, strategy, budget=epochs, trials=trials, seed=seed, trainer=TRAINER,
-                                workers=2, out=tmp_path / f"{dataset}-{seed}-{id(strategy)}")
+                                out=tmp_path / f"{dataset}-{seed}-{id(strategy)}")
         out.append(study.best.loss)
     return out
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.stats import norm
+from scipy.special import ndtr  # the normal CDF; scipy.stats costs seconds to import
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
 from threadpoolctl import ThreadpoolController
@@ -53,7 +53,7 @@ def expected_improvement(mu: np.ndarray, sigma: np.ndarray, best: float, xi: flo
     improvement = best - mu - xi
     safe = np.where(sigma > 0, sigma, 1.0)
     z = improvement / safe
-    ei = improvement * norm.cdf(z) + safe * norm.pdf(z)
+    ei = improvement * ndtr(z) + safe * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     return np.where(sigma > 0, np.maximum(ei, 0.0), np.maximum(improvement, 0.0))
 
 
