@@ -37,3 +37,24 @@ def test_bayesopt_and_evolution_beat_random_search(tmp_path, dataset):
     print(dataset, {k: round(v, 4) for k, v in means.items()})
     assert means["bayesopt"] < means["random"]
     assert means["evolution"] < means["random"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["digits", "mnist1d"])
+def test_hyperband_matches_random_search_with_fewer_epochs(tmp_path, dataset):
+    """Random search: 20 trials x 9 epochs. Hyperband (R = 9, eta = 3, two iterations of its
+    brackets, 34 configurations): at least as good a best validation loss, with fewer epochs."""
+    hb_loss, hb_epochs, rs_loss, rs_epochs = [], [], [], []
+    for seed in SEEDS:
+        hb = nasforge.search("mlp", dataset, "random", {"name": "hyperband", "args": {"eta": 3, "iterations": 2}},
+                             budget=9, seed=seed, trainer=TRAINER, out=tmp_path / f"hb{seed}")
+        rs = nasforge.search("mlp", dataset, "random", budget=9, trials=20, seed=seed, trainer=TRAINER,
+                             out=tmp_path / f"rs{seed}")
+        hb_loss.append(hb.best.loss)
+        rs_loss.append(rs.best.loss)
+        hb_epochs.append(sum(t.budget_used for t in hb.trials))
+        rs_epochs.append(sum(t.budget_used for t in rs.trials))
+    print(dataset, "hyperband", statistics.mean(hb_loss), statistics.mean(hb_epochs),
+          "random", statistics.mean(rs_loss), statistics.mean(rs_epochs))
+    assert statistics.mean(hb_epochs) < 0.8 * statistics.mean(rs_epochs)
+    assert statistics.mean(hb_loss) <= statistics.mean(rs_loss)
