@@ -17,6 +17,7 @@ from nasforge.space.schema import Schema
 from nasforge.types import ArchDict
 
 SpaceFn = Callable[..., nn.Module]
+_SCHEMAS: dict[tuple[Any, str], Schema] = {}  # recorded schemas of this process, by space and context
 
 
 def _accepted_kwargs(fn: Callable[..., Any], context: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
@@ -114,8 +115,15 @@ class Space:
     @property
     def schema(self) -> Schema:
         if self._schema is None:
+            key = (self.fn, repr(sorted(self.context.items())))
+            cached = _SCHEMAS.get(key) if _hashable(self.fn) else None
+            if cached is not None:
+                self._schema = cached
+                return cached
             try:
                 self._schema = record_schema(self._dry)
+                if _hashable(self.fn):
+                    _SCHEMAS[key] = self._schema
             except SpaceError:
                 raise
             except Exception as exc:
@@ -125,3 +133,11 @@ class Space:
     def set_schema(self, schema: Schema) -> None:
         """Use a stored schema (on resume), so encodings stay exactly as they were."""
         self._schema = schema
+
+
+def _hashable(obj: Any) -> bool:
+    try:
+        hash(obj)
+    except TypeError:
+        return False
+    return True

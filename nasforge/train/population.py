@@ -269,6 +269,7 @@ class _Group:
         start = time.perf_counter()
         totals = torch.zeros(len(runs), device=self.device)
         count, stepped = 0, False
+        orders = torch.stack([r.order for r in runs]) if runs[0].position else None  # resuming mid-epoch
         while runs[0].steps < target:
             stepped = True
             if runs[0].position == 0:
@@ -276,14 +277,14 @@ class _Group:
                     r.order = torch.randperm(subset, generator=r.generator).to(self.device)
                     if fixed is not None:
                         r.order = fixed[r.order]
+                orders = torch.stack([r.order for r in runs])  # type: ignore[misc]
             pos = runs[0].position
-            idx = torch.stack([r.order[pos:pos + trainer.batch_size] for r in runs])  # type: ignore[index]
+            idx = orders[:, pos:pos + trainer.batch_size]  # type: ignore[index]
             losses = self._losses(self.forward(x_all[idx]), data.y_train[idx])
             self.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # candidates share no parameters: each gets its own gradient
             self.optimizer.step()
             values = losses.detach()
-            self._fail_nonfinite(values, runs[0].epoch)
             totals += values * idx.shape[1]
             count += idx.shape[1]
             for r in runs:
@@ -292,6 +293,7 @@ class _Group:
                     r.position = 0
                 r.epoch = r.steps / _steps_per_epoch(n, trainer.batch_size) if trainer.budget_unit == "epochs" else r.seen / n
             if runs[0].position == 0 or runs[0].steps == target:
+                self._fail_nonfinite(totals, runs[0].epoch)  # checked per epoch: no device sync per step
                 self._record(totals / count, runs[0].epoch)
                 totals.zero_()
                 count = 0

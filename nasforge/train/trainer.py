@@ -141,16 +141,16 @@ class SupervisedTrainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at epoch {run.epoch:.3g}")
-            total, count = total + value * len(idx), count + len(idx)
+            total, count = total + loss.detach() * len(idx), count + len(idx)  # a tensor: no device sync per step
             run.steps, run.position, run.seen = run.steps + 1, run.position + len(idx), run.seen + len(idx)
             if run.position >= subset:
                 run.position = 0
             run.epoch = run.steps / _steps_per_epoch(n, self.batch_size) if self.budget_unit == "epochs" else run.seen / n
             if run.position == 0 or run.steps == target:
-                curve.append({"epoch": run.epoch, "train_loss": total / count,
+                train_loss = float(total) / count
+                if not math.isfinite(train_loss):
+                    raise FloatingPointError(f"training loss became {train_loss} by epoch {run.epoch:.3g}")
+                curve.append({"epoch": run.epoch, "train_loss": train_loss,
                               **self._checked_validate(model, data, loss_fn, run.epoch)})
                 total, count = 0.0, 0
                 model.train()
