@@ -162,7 +162,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     trial = study.store.trial(args.trial) if args.trial is not None else study.best
     if trial is None:
         raise StoreError(f"the study in {args.directory} has no successful trial to export")
-    model = load_trained_model(study.space, study.directory, trial)
+    model = load_trained_model(study.space, study.directory, trial, study.evaluator, study.data)
     example = study.data.x_val[:2] if hasattr(study.data, "x_val") else None
     if example is None:
         raise StoreError("cannot export without example inputs from the dataset")

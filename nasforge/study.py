@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import torch
 from torch import nn
 
 from nasforge.errors import StoreError
@@ -28,6 +29,7 @@ from nasforge.store.base import Trial
 from nasforge.store.sqlite import SQLiteStore, dumps
 from nasforge.strategies.base import Strategy
 from nasforge.strategies.middleware import Canonical
+from nasforge.train.evaluator import as_eval_result
 from nasforge.types import Objective, Result, TrialState
 
 TrialCallback = Callable[["Study", Trial], None]
@@ -87,6 +89,7 @@ class Study:
         self.executor_factory = executor_factory
         self._set_up = False
         self._saved_state: str | None = None
+        self._executor: Executor | None = None
         self.jobs_started = 0
 
     # --- set-up and state --------------------------------------------------------------------
@@ -128,7 +131,7 @@ class Study:
     def run(self, on_trial_end: TrialCallback | None = None) -> "Study":
         with directory_lock(self.directory):
             self.prepare()
-            executor = self.executor_factory()
+            executor = self._executor = self.executor_factory()
             # Strategies may hold asks back until results arrive, but never below real parallelism.
             self.strategy.min_pending = int(getattr(executor, "parallelism", executor.capacity))
             try:
@@ -208,6 +211,9 @@ class Study:
                                   duration=event.duration, checkpoint=event.checkpoint)
             self._save_state()
         if previous and event.checkpoint and previous != event.checkpoint:
+            discard = getattr(self._executor, "discard", None)
+            if callable(discard):
+                discard(previous)
             with contextlib.suppress(OSError):  # only the latest checkpoint of a trial is needed
                 (self.directory / previous).unlink()
         return self.store.trial(job.trial_id)
@@ -231,7 +237,7 @@ class Study:
         best = self.best
         if best is None:
             raise StoreError("The study has no successful trial yet")
-        return load_trained_model(self.space, self.directory, best)
+        return load_trained_model(self.space, self.directory, best, self.evaluator, self.data)
 
 
 def best_trial(trials: list[Trial]) -> Trial | None:
@@ -243,12 +249,22 @@ def best_trial(trials: list[Trial]) -> Trial | None:
     return min(pool, key=lambda t: (-t.budget_used, t.loss, t.id) if not complete else (t.loss, t.id))
 
 
-def load_trained_model(space: Space, directory: Path, trial: Trial) -> nn.Module:
+def load_trained_model(space: Space, directory: Path, trial: Trial, evaluator: Callable[..., Any] | None = None,
+                       data: Any = None) -> nn.Module:
+    """The trial's trained model from its checkpoint. A checkpoint lost in a crash is rebuilt by
+    training again from the trial's seed to its budget (training is deterministic)."""
+    torch.manual_seed(trial.seed)
     model = space.build(trial.arch)
-    if trial.checkpoint:
-        saved = load_checkpoint(directory / trial.checkpoint)
-        state = saved.get("evaluator") or {}
-        if "model" in state:
-            model.load_state_dict(state["model"])
+    path = directory / trial.checkpoint if trial.checkpoint else None
+    if path is not None and path.exists():
+        state = load_checkpoint(path).get("evaluator") or {}
+    elif path is not None and evaluator is not None:
+        state = as_eval_result(evaluator(model, data, trial.budget_used, None)).state or {}
+    elif path is not None:
+        raise StoreError(f"the checkpoint of trial {trial.id} is missing ({path}); pass the evaluator to train it again")
+    else:
+        state = {}
+    if "model" in state:
+        model.load_state_dict(state["model"])
     model.eval()
     return model

@@ -137,3 +137,36 @@ def test_batched_studies_match_serial_ones(tmp_path):
     assert [(t.arch, t.state, len(t.rungs)) for t in b.trials] == [(t.arch, t.state, len(t.rungs)) for t in s.trials]
     for x, y in zip(b.trials, s.trials):
         assert x.loss == pytest.approx(y.loss, **STUDY_LOSS)
+
+
+def test_lost_checkpoints_are_trained_again(tmp_path, monkeypatch):
+    """Checkpoints are a cache: a crash that loses them (kill -9 before a flush) costs compute,
+    not results. Successive halving is stopped after its first rung with nothing on disk; the
+    resumed study trains the promoted trials from scratch and ends as an uninterrupted one."""
+    from nasforge.execution.batching import BatchingExecutor
+
+    sh = dict(scheduler={"name": "successive_halving", "args": {"n_configs": 8, "rungs": [2, 2], "eta": 2}},
+              budget=4, seed=3, executor="batched")
+    reference = nasforge.search(out=tmp_path / "ref", **sh)
+
+    monkeypatch.setattr(BatchingExecutor, "flush", lambda self: None)  # as if killed before any write
+
+    def crash_after_first_rung(study, trial):
+        if sum(t.state.value == "pruned" for t in study.trials) == 4:  # rung 0 is decided
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nasforge.search(out=tmp_path / "cut", on_trial_end=crash_after_first_rung, **sh)
+    assert not list(tmp_path.glob("cut/checkpoints/*.pt"))  # nothing reached the disk
+    monkeypatch.undo()
+    resumed = nasforge.resume(tmp_path / "cut")
+    assert [(t.arch, t.state, len(t.rungs)) for t in resumed.trials] == [(t.arch, t.state, len(t.rungs)) for t in reference.trials]
+    for a, b in zip(resumed.trials, reference.trials):
+        assert a.loss == pytest.approx(b.loss, **STUDY_LOSS)
+    best = resumed.best
+    (tmp_path / "cut" / best.checkpoint).unlink()  # lost again: the best model is trained again on demand
+    model = resumed.best_model()
+    data = load_dataset("iris")
+    with torch.no_grad():
+        loss = nn.functional.cross_entropy(model(data.x_val), data.y_val).item()
+    assert loss == pytest.approx(best.loss, **STUDY_LOSS)

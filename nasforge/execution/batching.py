@@ -2,8 +2,13 @@
 
 At each ``poll`` every queued job runs: jobs whose models the population trainer takes (MLPs
 under the built-in trainer) train in batched groups; everything else runs one by one, exactly as
-the serial executor would. Checkpoints are written at the end of each job (a rung end) so resume
-works, and the latest ones are also kept in memory so a promotion does not read them back.
+the serial executor would.
+
+Checkpoints are a cache, not the record: training is deterministic, so a checkpoint that is
+missing is rebuilt by training from scratch to the budget (5 epochs and then 5 more equal 10 at
+once). So they stay in memory within a run, and are written in the background of the search at
+most every ``flush_seconds`` and when it ends; a crash loses at most that much of them, and a
+promotion or export that needs a lost one trains it again.
 """
 from __future__ import annotations
 
@@ -25,12 +30,15 @@ _CACHE_SIZE = 1024
 class BatchingExecutor:
     parallelism = 1  # one process: strategies that want results before asking again get them
 
-    def __init__(self, context: WorkerContext, capacity: int = 64):
+    def __init__(self, context: WorkerContext, capacity: int = 64, flush_seconds: float = 30.0):
         self.context = context
         self.capacity = capacity
+        self.flush_seconds = flush_seconds
         self.population = PopulationTrainer(context.evaluator) if isinstance(context.evaluator, SupervisedTrainer) else None
         self._queue: list[Job] = []
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._unsaved: dict[str, dict[str, Any]] = {}
+        self._flushed_at = time.monotonic()
 
     def submit(self, job: Job) -> None:
         self._queue.append(job)
@@ -40,6 +48,19 @@ class BatchingExecutor:
 
     def shutdown(self, cancel: bool = False) -> None:
         self._queue.clear()
+        self.flush()
+
+    def discard(self, relative: str) -> None:
+        """A checkpoint the study no longer needs (the trial has a newer one)."""
+        self._unsaved.pop(relative, None)
+        self._cache.pop(relative, None)
+
+    def flush(self) -> None:
+        """Write the checkpoints that are only in memory."""
+        for relative, payload in list(self._unsaved.items()):
+            save_checkpoint(Path(self.context.directory) / relative, payload)  # type: ignore[arg-type]
+            del self._unsaved[relative]
+        self._flushed_at = time.monotonic()
 
     def poll(self, timeout: float | None = None) -> list[JobEvent]:
         jobs, self._queue = self._queue, []
@@ -56,6 +77,8 @@ class BatchingExecutor:
             groups.setdefault(key, []).append((n, job, cand, rng, time.perf_counter() - start))
         for members in groups.values():
             events.update(self._train(members))
+        if time.monotonic() - self._flushed_at > self.flush_seconds:
+            self.flush()
         return [events[n] for n in sorted(events)]  # submission order: the study stays deterministic
 
     def _prepare(self, job: Job) -> tuple[Candidate, torch.Tensor] | None:
@@ -68,8 +91,8 @@ class BatchingExecutor:
             if not self.population.supports(model):
                 return None
             state = None
-            if job.checkpoint_in and self.context.directory:
-                saved = self._load(job.checkpoint_in)
+            saved = self._load(job.checkpoint_in) if job.checkpoint_in and self.context.directory else None
+            if saved is not None:  # else: lost in a crash; training from scratch to the budget is the same
                 state = saved["evaluator"]
                 torch.set_rng_state(saved["torch_rng"])
             cand = self.population.candidate(model, job.budget, state)
@@ -92,17 +115,18 @@ class BatchingExecutor:
             written = None
             if cand.result.state is not None and job.checkpoint_out and self.context.directory:
                 payload = {"evaluator": cand.result.state, "torch_rng": rng}
-                save_checkpoint(Path(self.context.directory) / job.checkpoint_out, payload)
+                self._unsaved[job.checkpoint_out] = payload
                 self._remember(job.checkpoint_out, payload)
                 written = job.checkpoint_out
             out[n] = JobEvent(job, cand.result.metrics, list(cand.result.curve), None, share + prep, written)
         return out
 
-    def _load(self, relative: str) -> dict[str, Any]:
+    def _load(self, relative: str) -> dict[str, Any] | None:
         if relative in self._cache:
             self._cache.move_to_end(relative)
             return self._cache[relative]
-        return load_checkpoint(Path(self.context.directory) / relative)  # type: ignore[arg-type]
+        path = Path(self.context.directory) / relative  # type: ignore[arg-type]
+        return load_checkpoint(path) if path.exists() else None
 
     def _remember(self, relative: str, payload: dict[str, Any]) -> None:
         self._cache[relative] = payload

@@ -44,8 +44,9 @@ def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
         torch.manual_seed(job.seed)  # the same weights wherever and whenever the job runs
         model = ctx.space.build(job.arch)
         state = None
-        if job.checkpoint_in and ctx.directory:
-            saved = load_checkpoint(Path(ctx.directory) / job.checkpoint_in)
+        path = Path(ctx.directory) / job.checkpoint_in if job.checkpoint_in and ctx.directory else None
+        if path is not None and path.exists():  # a missing one (lost in a crash) means: train from scratch
+            saved = load_checkpoint(path)
             state = saved["evaluator"]
             torch.set_rng_state(saved["torch_rng"])  # continue the random stream (dropout) where it stopped
         out = as_eval_result(ctx.evaluator(model, ctx.data, job.budget, state))

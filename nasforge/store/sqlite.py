@@ -47,7 +47,10 @@ def _clean(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(_clean(value), allow_nan=False, separators=(",", ":"))
+    try:  # the common case: plain JSON already; cleaning walks the whole value, so only on need
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (ValueError, TypeError):
+        return json.dumps(_clean(value), allow_nan=False, separators=(",", ":"))
 
 
 class SQLiteStore:
