@@ -99,19 +99,46 @@ def test_asha_promotes_without_waiting_and_caps_trials(tmp_path):
     assert any(t.state is TrialState.COMPLETE and t.budget_used == 27 for t in trials)
 
 
+STRATEGY_SPECS = {
+    "random": "random",
+    "grid": {"name": "grid", "args": {"values": {"depth": [1, 2], "width_0": [4, 32], "width_1": [8]}, "shuffle": True}},
+    "bayesopt": {"name": "bayesopt", "args": {"n_initial": 3, "n_candidates": 100}},
+    "evolution": {"name": "evolution", "args": {"population_size": 4, "sample_size": 2}},
+}
+SCHEDULER_ARGS = {"full": {}, "successive_halving": {"eta": 2}, "hyperband": {"eta": 3}, "asha": {"eta": 3}}
+
+
+def test_the_contract_covers_every_registered_component():
+    from nasforge.strategies import STRATEGIES
+    assert set(STRATEGY_SPECS) == set(STRATEGIES.names())
+    assert set(SCHEDULER_ARGS) == set(SCHEDULERS.names())
+
+
 @pytest.mark.parametrize("name", SCHEDULERS.names())
-@pytest.mark.parametrize("strategy", ["random", "grid"])
+@pytest.mark.parametrize("strategy", sorted(STRATEGY_SPECS))
 def test_every_scheduler_with_every_strategy_and_resume(tmp_path, name, strategy):
     """Contract: each scheduler x strategy runs, and its state survives JSON and a restart."""
     from nasforge.api import open_study, Objects
-    strat = strategy if strategy == "random" else {"name": "grid", "args": {"values": {"depth": [1, 2], "width_0": [4, 32], "width_1": [8]}, "shuffle": True}}
-    args = {"full": {}, "successive_halving": {"eta": 2}, "hyperband": {"eta": 3}, "asha": {"eta": 3}}[name]
-    study = run({"name": name, "args": args}, strategy=strat, budget=9, trials=8, out=tmp_path / "a")
+    study = run({"name": name, "args": SCHEDULER_ARGS[name]}, strategy=STRATEGY_SPECS[strategy], budget=9, trials=8,
+                out=tmp_path / "a")
     assert study.trials and study.best is not None
+    assert all(t.state.finished for t in study.trials)
     state = study.store.get_meta("scheduler_state")
     assert json.loads(json.dumps(state)) == state
     again = open_study(tmp_path / "a", Objects(evaluate=synthetic)).run()
     assert len(again.trials) == len(study.trials)  # a finished study stays finished on resume
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGY_SPECS))
+def test_every_strategy_with_hyperband_on_the_process_pool(tmp_path, strategy):
+    """BOHB and friends with two worker processes: promotions, pending asks and tells all work."""
+    study = nasforge.search("mlp", "iris", STRATEGY_SPECS[strategy], {"name": "hyperband", "args": {"eta": 3}},
+                            budget=9, seed=0, workers=2, trainer={"batch_size": 64}, out=tmp_path)
+    trials = study.trials
+    assert len(trials) == (9 + 5 + 3 if strategy != "grid" else len(trials))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert any(len(t.rungs) == 3 for t in trials) or strategy == "grid"
+    assert study.best.budget_used == 9
 
 
 def test_scheduler_argument_errors():
