@@ -106,6 +106,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                  "out": args.out}
     cfg = load_config(args.config, overrides)
     study = create_study(cfg)
+    args.directory = str(study.directory)  # for the resume hint if interrupted
     start = time.perf_counter()
     _run_study(study, args.quiet, study.expected_jobs())
     _console().print(f"finished in {time.perf_counter() - start:.1f}s")
