@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from nasforge.api import create_study
 from nasforge.config import load_config

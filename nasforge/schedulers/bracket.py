@@ -4,8 +4,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nasforge.schedulers.base import Decision, Resume, Start, Suggestion
+import numpy as np
+
+from nasforge.schedulers.base import WAIT, Decision, Resume, Start, Suggestion
 from nasforge.strategies.base import Strategy, is_ready
+from nasforge.types import ArchDict, Result
 
 
 def rung_sizes(n: int, n_rungs: int, eta: float) -> list[int]:
@@ -103,3 +106,48 @@ class Bracket:
         b.sizes, b.queue, b.exhausted = list(state["sizes"]), list(state["queue"]), bool(state["exhausted"])
         b.rungs = [{int(t): (math.inf if v == "inf" else v) for t, v in r} for r in state["rungs"]]
         return b
+
+
+class BracketScheduler:
+    """The scheduler protocol over a list of brackets; successive halving (one bracket) and
+    Hyperband (several) differ only in ``_brackets``, which they implement. The earliest bracket
+    with work hands out the next job; a bracket waiting for its rung lets later ones start, so
+    parallel workers never idle."""
+
+    def _brackets(self, max_budget: float, max_trials: int | None) -> list[Bracket]:
+        raise NotImplementedError
+
+    def setup(self, strategy: Strategy, max_budget: float, max_trials: int | None, rng: np.random.Generator) -> None:
+        self.strategy = strategy
+        self.brackets = self._brackets(max_budget, max_trials)
+        self.stopped: list[int] = []
+
+    def suggest(self, trial_id: int) -> Suggestion:
+        for bracket in self.brackets:
+            job = bracket.next_job(trial_id, self.strategy)
+            if job is not None:
+                return job
+        return None if all(b.done for b in self.brackets) else WAIT
+
+    def on_result(self, trial_id: int, arch: ArchDict, result: Result) -> Decision:
+        self.strategy.tell(arch, result)
+        bracket = next(b for b in self.brackets if b.owns(trial_id))
+        decision, stopped = bracket.record(trial_id, result.loss)
+        self.stopped.extend(stopped)
+        return decision
+
+    def pop_stopped(self) -> list[int]:
+        out, self.stopped = self.stopped, []
+        return out
+
+    def expected_jobs(self) -> int:
+        return sum(sum(b.sizes) for b in self.brackets)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"brackets": [b.state_dict() for b in self.brackets], "stopped": self.stopped,
+                "strategy": self.strategy.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.brackets = [Bracket.from_state(b) for b in state["brackets"]]
+        self.stopped = list(state["stopped"])
+        self.strategy.load_state_dict(state["strategy"])

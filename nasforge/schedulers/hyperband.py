@@ -3,16 +3,10 @@ against few long ones. With a model-based strategy filling the brackets it is BO
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import numpy as np
 
 from nasforge.errors import ConfigError
-from nasforge.schedulers.base import WAIT, Decision, Suggestion
-from nasforge.schedulers.bracket import Bracket
+from nasforge.schedulers.bracket import Bracket, BracketScheduler
 from nasforge.schedulers.successive_halving import check_eta
-from nasforge.strategies.base import Strategy
-from nasforge.types import ArchDict, Result
 
 
 def hyperband_brackets(R: float, eta: float) -> list[tuple[int, list[float], list[int]]]:
@@ -32,7 +26,7 @@ def hyperband_brackets(R: float, eta: float) -> list[tuple[int, list[float], lis
     return out
 
 
-class Hyperband:
+class Hyperband(BracketScheduler):
     """Brackets s = s_max..0 exactly as Li et al.; ``min_budget`` is the unit of ``R``
     (R = study budget / min_budget), so budgets are ``min_budget * R * eta^(i-s)``. With several
     workers, a bracket waiting for a rung to finish lets the next bracket start (no idle workers).
@@ -46,41 +40,9 @@ class Hyperband:
             raise ConfigError(f"Invalid iterations: {iterations} (must be >= 1)")
         self.eta, self.min_budget, self.iterations = eta, min_budget, iterations
 
-    def setup(self, strategy: Strategy, max_budget: float, max_trials: int | None, rng: np.random.Generator) -> None:
-        self.strategy = strategy
+    def _brackets(self, max_budget: float, max_trials: int | None) -> list[Bracket]:
         R = max_budget / self.min_budget
         if R < 1:
             raise ConfigError(f"min_budget {self.min_budget:g} is larger than the study's budget {max_budget:g}")
-        self.brackets = [Bracket(n, [b * self.min_budget for b in budgets], self.eta)
-                         for _ in range(self.iterations) for n, budgets, _ in hyperband_brackets(R, self.eta)]
-        self.stopped: list[int] = []
-
-    def suggest(self, trial_id: int) -> Suggestion:
-        for bracket in self.brackets:  # the earliest bracket with work to hand out
-            job = bracket.next_job(trial_id, self.strategy)
-            if job is not None:
-                return job
-        return None if all(b.done for b in self.brackets) else WAIT
-
-    def on_result(self, trial_id: int, arch: ArchDict, result: Result) -> Decision:
-        self.strategy.tell(arch, result)
-        bracket = next(b for b in self.brackets if b.owns(trial_id))
-        decision, stopped = bracket.record(trial_id, result.loss)
-        self.stopped.extend(stopped)
-        return decision
-
-    def pop_stopped(self) -> list[int]:
-        out, self.stopped = self.stopped, []
-        return out
-
-    def expected_jobs(self) -> int:
-        return sum(sum(b.sizes) for b in self.brackets)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"brackets": [b.state_dict() for b in self.brackets], "stopped": self.stopped,
-                "strategy": self.strategy.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.brackets = [Bracket.from_state(b) for b in state["brackets"]]
-        self.stopped = list(state["stopped"])
-        self.strategy.load_state_dict(state["strategy"])
+        return [Bracket(n, [b * self.min_budget for b in budgets], self.eta)
+                for _ in range(self.iterations) for n, budgets, _ in hyperband_brackets(R, self.eta)]

@@ -2,15 +2,9 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
-
-import numpy as np
 
 from nasforge.errors import ConfigError
-from nasforge.schedulers.base import WAIT, Decision, Suggestion
-from nasforge.schedulers.bracket import Bracket
-from nasforge.strategies.base import Strategy
-from nasforge.types import ArchDict, Result
+from nasforge.schedulers.bracket import Bracket, BracketScheduler
 
 
 def geometric_budgets(max_budget: float, min_budget: float, eta: float) -> list[float]:
@@ -26,7 +20,7 @@ def check_eta(eta: float) -> None:
         raise ConfigError(f"Invalid eta: {eta} (must be > 1)")
 
 
-class SuccessiveHalving:
+class SuccessiveHalving(BracketScheduler):
     """One bracket: ``n_configs`` trials (default: the study's ``trials``) at the first budget; at each
     rung the best ``1/eta`` continue from their checkpoints to the next budget.
 
@@ -46,8 +40,7 @@ class SuccessiveHalving:
             raise ConfigError(f"Invalid min_budget: {min_budget} (must be > 0)")
         self.n_configs, self.eta, self.rungs, self.min_budget = n_configs, eta, rungs, min_budget
 
-    def setup(self, strategy: Strategy, max_budget: float, max_trials: int | None, rng: np.random.Generator) -> None:
-        self.strategy = strategy
+    def _brackets(self, max_budget: float, max_trials: int | None) -> list[Bracket]:
         if self.rungs is not None:
             budgets = [float(b) for b in itertools.accumulate(self.rungs)]
             if budgets[-1] > max_budget + 1e-9:
@@ -59,32 +52,4 @@ class SuccessiveHalving:
         n = self.n_configs or max_trials
         if not n:
             raise ConfigError("successive halving needs n_configs (or the study's trials)")
-        self.bracket = Bracket(n, budgets, self.eta)
-        self.stopped: list[int] = []
-
-    def suggest(self, trial_id: int) -> Suggestion:
-        job = self.bracket.next_job(trial_id, self.strategy)
-        if job is not None:
-            return job
-        return None if self.bracket.done else WAIT
-
-    def on_result(self, trial_id: int, arch: ArchDict, result: Result) -> Decision:
-        self.strategy.tell(arch, result)
-        decision, stopped = self.bracket.record(trial_id, result.loss)
-        self.stopped.extend(stopped)
-        return decision
-
-    def pop_stopped(self) -> list[int]:
-        out, self.stopped = self.stopped, []
-        return out
-
-    def expected_jobs(self) -> int:
-        return sum(self.bracket.sizes)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"bracket": self.bracket.state_dict(), "stopped": self.stopped, "strategy": self.strategy.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.bracket = Bracket.from_state(state["bracket"])
-        self.stopped = list(state["stopped"])
-        self.strategy.load_state_dict(state["strategy"])
+        return [Bracket(n, budgets, self.eta)]
