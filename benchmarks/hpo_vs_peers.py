@@ -117,6 +117,7 @@ class Outcome:
     trials: int
     train: float  # seconds inside the training loop (training and validation), all trials together
     parts: dict[str, float] = field(default_factory=dict)  # nasforge's time split
+    best_initial: float = math.nan  # BO: the best of the random start, to see what the model phase added
 
 
 def best_loss(final: list[tuple[float, float]], max_epochs: float) -> tuple[float, bool]:
@@ -212,7 +213,8 @@ def run_nasforge(exp: Experiment, seed: int, scratch: Path, executor: str) -> Ou
     train = sum(r["metrics"].get("train_seconds", 0.0) for t in trials for r in t.rungs)
     jobs = sum(t.duration for t in trials)
     parts = {"train": train, "job overhead": jobs - train, "driver": wall - jobs}
-    return Outcome(wall, epochs, best, at_max, len(trials), train, parts)
+    initial = min((t.loss for t in trials[: exp.n_initial] if t.loss is not None), default=math.nan)
+    return Outcome(wall, epochs, best, at_max, len(trials), train, parts, initial)
 
 
 # --- Optuna -------------------------------------------------------------------------------------
@@ -259,7 +261,8 @@ def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any
     study.optimize(objective, n_trials=exp.trials)
     wall = time.perf_counter() - start
     best, at_max = best_loss([(len(c), c[-1]) for c in curves.values() if c], exp.max_epochs)
-    return Outcome(wall, sum(len(c) for c in curves.values()), best, at_max, len(study.trials), train[0])
+    initial = min((c[-1] for n, c in curves.items() if n < exp.n_initial and c and math.isfinite(c[-1])), default=math.nan)
+    return Outcome(wall, sum(len(c) for c in curves.values()), best, at_max, len(study.trials), train[0], {}, initial)
 
 
 # --- Ray Tune -----------------------------------------------------------------------------------
@@ -397,6 +400,10 @@ def report(exp: Experiment, results: dict[str, list[Outcome]]) -> None:
         print(f"{tool:<10}{trials:>7.0f}{mean_std([o.wall for o in outs]):>16}{train:>9.2f}{other:>9.2f}"
               f"{mean_std([o.epochs for o in outs]):>18}{mean_std([o.best for o in outs]) + flag:>17}"
               f"{ratio_t:>15}{ratio_l:>14}{better:>11}")
+    if exp.key == "bo":
+        print("best of the random start / after the model phase: " + ", ".join(
+            f"{tool} {statistics.fmean(o.best_initial for o in outs):.4f} / {statistics.fmean(o.best for o in outs):.4f}"
+            for tool, outs in results.items() if all(math.isfinite(o.best_initial) for o in outs)))
     if base:
         parts = {k: statistics.fmean(o.parts[k] for o in base) for k in base[0].parts}
         wall = statistics.fmean(o.wall for o in base)
