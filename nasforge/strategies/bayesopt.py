@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import ndtr, ndtri  # the normal CDF and its inverse
+from scipy.special import ndtr  # the normal CDF; scipy.stats would cost a second to import
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
 from threadpoolctl import ThreadpoolController
@@ -55,15 +55,6 @@ def expected_improvement(mu: np.ndarray, sigma: np.ndarray, best: float, xi: flo
     z = improvement / safe
     ei = improvement * ndtr(z) + safe * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     return np.where(sigma > 0, np.maximum(ei, 0.0), np.maximum(improvement, 0.0))
-
-
-def gaussian_copula(y: np.ndarray) -> np.ndarray:
-    """Map values to standard-normal quantiles of their ranks (ties share their mean rank): the
-    surrogate then models the order of losses, not their scale, which one outlier would set."""
-    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ranks = (starts + (counts - 1) / 2)[inverse]
-    return ndtri((ranks + 0.5) / len(y))
 
 
 def _check(name: str, value: Any, low: float, kind: type = int) -> None:
@@ -210,7 +201,6 @@ class GPBayesOpt:
         if budget is None:
             return []
         rows, y = self._training_set(budget)
-        y = gaussian_copula(y)  # losses are heavy-tailed (a diverged net scores 10x the rest): model ranks
         codes = self._candidates(rows, y)
         with _one_blas_thread():
             gp = self._fit(np.asarray([self._x[i] for i in rows]), y, budget)
