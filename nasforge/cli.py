@@ -59,7 +59,14 @@ def _console() -> Any:
 
 
 def _run_study(study: Any, quiet: bool, total: int) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     console = _console()
     console.print(f"study: [bold]{study.directory}[/]   space: {study.space.name}   "
                   f"data: {getattr(study.data, 'summary', lambda: type(study.data).__name__)()}")

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import torch
 from torch import nn
 
 from nasforge.errors import StoreError
@@ -30,6 +29,7 @@ from nasforge.store.sqlite import SQLiteStore, dumps
 from nasforge.strategies.base import Strategy
 from nasforge.strategies.middleware import Canonical
 from nasforge.train.evaluator import as_eval_result
+from nasforge.train.state import seed_torch
 from nasforge.types import Objective, Result, TrialState
 
 TrialCallback = Callable[["Study", Trial], None]
@@ -253,7 +253,7 @@ def load_trained_model(space: Space, directory: Path, trial: Trial, evaluator: C
                        data: Any = None) -> nn.Module:
     """The trial's trained model from its checkpoint. A checkpoint lost in a crash is rebuilt by
     training again from the trial's seed to its budget (training is deterministic)."""
-    torch.manual_seed(trial.seed)
+    seed_torch(trial.seed)
     model = space.build(trial.arch)
     path = directory / trial.checkpoint if trial.checkpoint else None
     if path is not None and path.exists():

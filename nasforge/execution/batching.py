@@ -20,8 +20,14 @@ from typing import Any
 import torch
 
 from nasforge.execution.base import Job, JobEvent
-from nasforge.execution.worker import WorkerContext, load_checkpoint, run_job, save_checkpoint
+from nasforge.execution.worker import (
+    WorkerContext,
+    load_checkpoint,
+    run_job,
+    save_checkpoint,
+)
 from nasforge.train.population import Candidate, PopulationTrainer
+from nasforge.train.state import seed_torch
 from nasforge.train.trainer import SupervisedTrainer
 
 _CACHE_SIZE = 1024
@@ -86,7 +92,7 @@ class BatchingExecutor:
         if self.population is None:
             return None
         try:
-            torch.manual_seed(job.seed)
+            seed_torch(job.seed)
             model = self.context.space.build(job.arch)
             if not self.population.supports(model):
                 return None

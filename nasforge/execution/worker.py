@@ -13,6 +13,7 @@ import torch
 from nasforge.execution.base import Job, JobEvent
 from nasforge.space.space import Space
 from nasforge.train.evaluator import as_eval_result
+from nasforge.train.state import seed_torch
 
 
 @dataclass
@@ -41,7 +42,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
     start = time.perf_counter()
     try:
-        torch.manual_seed(job.seed)  # the same weights wherever and whenever the job runs
+        seed_torch(job.seed)  # the same weights wherever and whenever the job runs
         model = ctx.space.build(job.arch)
         state = None
         path = Path(ctx.directory) / job.checkpoint_in if job.checkpoint_in and ctx.directory else None

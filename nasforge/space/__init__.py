@@ -1,6 +1,12 @@
 """The ``arch`` protocol, its modes, schemas and encoders."""
 from nasforge.space.arch import ArchBase, FillArch, FixedArch, RecordingArch
-from nasforge.space.domains import CategoricalDomain, ChoiceDomain, FloatDomain, InputsDomain, IntDomain
+from nasforge.space.domains import (
+    CategoricalDomain,
+    ChoiceDomain,
+    FloatDomain,
+    InputsDomain,
+    IntDomain,
+)
 from nasforge.space.encoding import Encoder
 from nasforge.space.schema import Condition, Decision, Schema
 from nasforge.space.space import Space

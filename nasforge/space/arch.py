@@ -25,7 +25,12 @@ from torch import nn
 
 from nasforge.errors import SpaceError
 from nasforge.space.domains import (
-    CategoricalDomain, ChoiceDomain, Domain, FloatDomain, InputsDomain, IntDomain,
+    CategoricalDomain,
+    ChoiceDomain,
+    Domain,
+    FloatDomain,
+    InputsDomain,
+    IntDomain,
 )
 from nasforge.types import ArchDict
 

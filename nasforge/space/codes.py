@@ -12,7 +12,12 @@ from typing import Any
 import numpy as np
 
 from nasforge.errors import ConfigError
-from nasforge.space.domains import CategoricalDomain, FloatDomain, InputsDomain, IntDomain
+from nasforge.space.domains import (
+    CategoricalDomain,
+    FloatDomain,
+    InputsDomain,
+    IntDomain,
+)
 from nasforge.space.mutation import LOCAL_STEP_MIN_SIZE, can_change
 from nasforge.space.schema import Schema
 from nasforge.types import ArchDict

@@ -13,7 +13,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nasforge.space.domains import CategoricalDomain, FloatDomain, InputsDomain, IntDomain
+from nasforge.space.domains import (
+    CategoricalDomain,
+    FloatDomain,
+    InputsDomain,
+    IntDomain,
+)
 from nasforge.space.schema import Decision, Schema
 from nasforge.types import ArchDict
 

@@ -6,7 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from nasforge.space.domains import CategoricalDomain, Domain, FloatDomain, InputsDomain, IntDomain
+from nasforge.space.domains import (
+    CategoricalDomain,
+    Domain,
+    FloatDomain,
+    InputsDomain,
+    IntDomain,
+)
 from nasforge.space.schema import Decision, Schema
 from nasforge.types import ArchDict
 

@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import ndtr  # the normal CDF; scipy.stats would cost a second to import
+from scipy.special import (
+    ndtr,  # the normal CDF; scipy.stats would cost a second to import
+)
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
 from threadpoolctl import ThreadpoolController

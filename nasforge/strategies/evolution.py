@@ -17,6 +17,7 @@ from nasforge.space.schema import Schema
 from nasforge.strategies.base import rng_state, set_rng_state
 from nasforge.types import ArchDict, Result
 
+
 class RegularizedEvolution:
     """Aging evolution over the space's decisions.
 

@@ -27,7 +27,13 @@ from torch import nn
 
 from nasforge.train.data import Data
 from nasforge.train.stacked_mlp import StackedMLP, loss_and_delta
-from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch
+from nasforge.train.state import clone_state
+from nasforge.train.trainer import (
+    SupervisedTrainer,
+    _fixed_order,
+    _Run,
+    _steps_per_epoch,
+)
 from nasforge.types import EvalResult
 
 ZERO_PRESERVING = (nn.ReLU, nn.Tanh, nn.GELU, nn.ELU, nn.SiLU, nn.LeakyReLU, nn.Identity)
@@ -220,34 +226,38 @@ class _Group:
         subset, target = trainer.plan(n, self.cands[0].budget, self.cands[0].run)
         fixed = _fixed_order(n, self.device) if subset < n else None
         runs = [c.run for c in self.cands]
+        lead = _Run(runs[0].generator)  # every run is at the same place: step one counter, copy at the end
+        lead.steps, lead.seen, lead.position, lead.epoch = runs[0].steps, runs[0].seen, runs[0].position, runs[0].epoch
+        per_epoch = _steps_per_epoch(n, trainer.batch_size)
         start = time.perf_counter()
         totals = torch.zeros(len(runs), device=self.device)
         count, stepped = 0, False
-        orders = torch.stack([r.order for r in runs]) if runs[0].position else None  # resuming mid-epoch
-        while runs[0].steps < target:
+        orders = torch.stack([r.order for r in runs]) if lead.position else None  # resuming mid-epoch
+        while lead.steps < target:
             stepped = True
-            if runs[0].position == 0:
+            if lead.position == 0:
                 for r in runs:
                     r.order = torch.randperm(subset, generator=r.generator).to(self.device)
                     if fixed is not None:
                         r.order = fixed[r.order]
                 orders = torch.stack([r.order for r in runs])  # type: ignore[misc]
-            pos = runs[0].position
-            idx = orders[:, pos:pos + trainer.batch_size]  # type: ignore[index]
-            totals += self._step(x_all[idx], data.y_train[idx]) * idx.shape[1]
-            count += idx.shape[1]
-            for r in runs:
-                r.steps, r.position, r.seen = r.steps + 1, r.position + idx.shape[1], r.seen + idx.shape[1]
-                if r.position >= subset:
-                    r.position = 0
-                r.epoch = r.steps / _steps_per_epoch(n, trainer.batch_size) if trainer.budget_unit == "epochs" else r.seen / n
-            if runs[0].position == 0 or runs[0].steps == target:
-                self._fail_nonfinite(totals, runs[0].epoch)  # checked per epoch: no device sync per step
-                self._record(totals / count, runs[0].epoch)
+            idx = orders[:, lead.position:lead.position + trainer.batch_size]  # type: ignore[index]
+            size = idx.shape[1]
+            totals += self._step(x_all[idx], data.y_train[idx]) * size
+            count += size
+            lead.steps, lead.position, lead.seen = lead.steps + 1, lead.position + size, lead.seen + size
+            if lead.position >= subset:
+                lead.position = 0
+            lead.epoch = lead.steps / per_epoch if trainer.budget_unit == "epochs" else lead.seen / n
+            if lead.position == 0 or lead.steps == target:
+                self._fail_nonfinite(totals, lead.epoch)  # checked per epoch: no device sync per step
+                self._record(totals / count, lead.epoch)
                 totals.zero_()
                 count = 0
+        for r in runs:
+            r.steps, r.seen, r.position, r.epoch = lead.steps, lead.seen, lead.position, lead.epoch
         if not stepped:  # the budget was already reached: report where the candidates stand
-            self._record(None, runs[0].epoch)
+            self._record(None, lead.epoch)
         self._finish(time.perf_counter() - start)
 
     @torch.no_grad()
@@ -299,7 +309,7 @@ class _Group:
                 metrics = dict(cand.curve[-1])
                 metrics["params"] = float(sum(p.numel() for p in cand.model.parameters()))
                 metrics["train_seconds"] = seconds / len(self.cands)
-                state = {"model": copy.deepcopy(cand.model.state_dict()), "optimizer": self._optimizer_state(i),
+                state = {"model": clone_state(cand.model.state_dict()), "optimizer": self._optimizer_state(i),
                          **cand.run.dump()}
                 cand.result = EvalResult(metrics, list(cand.curve), state)
 
@@ -326,7 +336,7 @@ def _optimizer_tensors(trainer: SupervisedTrainer, cand: Candidate) -> tuple[lis
     """The candidate's saved optimiser slots, per parameter in model order, and its step count."""
     params = list(cand.model.parameters())
     single = trainer._make_optimizer_for(params)
-    single.load_state_dict(copy.deepcopy(cand.state["optimizer"]))  # type: ignore[index]
+    single.load_state_dict(clone_state(cand.state["optimizer"]))  # type: ignore[index]
     tensors = [{k: v for k, v in single.state[p].items() if k != "step"} for p in params]
     step = single.state[params[0]].get("step", torch.tensor(0.0))
     return tensors, torch.as_tensor(step, dtype=torch.float32)

@@ -204,7 +204,9 @@ def replay_study(strategy: Any, scheduler: Any = None, *, queries: int, seed: in
     ``workers`` simulated workers on a :class:`SimulatedExecutor`; objective val_loss/min.
     ``directory`` holds the study's SQLite store; one holding an unfinished replay study resumes it.
     """
-    from nasforge.execution.simulated import SimulatedExecutor  # imported here: train must not need the study layer
+    from nasforge.execution.simulated import (
+        SimulatedExecutor,  # imported here: train must not need the study layer
+    )
     from nasforge.execution.worker import WorkerContext
     from nasforge.schedulers import SCHEDULERS
     from nasforge.space.space import Space

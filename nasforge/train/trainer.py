@@ -1,7 +1,6 @@
 """The built-in supervised trainer: classification (cross-entropy) and regression (MSE)."""
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Any
@@ -11,6 +10,7 @@ from torch import nn
 
 from nasforge.errors import ConfigError
 from nasforge.train.data import Data
+from nasforge.train.state import clone_state
 from nasforge.types import EvalResult
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -106,7 +106,7 @@ class SupervisedTrainer:
         if state:
             model.load_state_dict(state["model"])
             # A copy: loading aliases the saved tensors, and stepping would then change the caller's state.
-            optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+            optimizer.load_state_dict(clone_state(state["optimizer"]))
             run.load(state)
         else:
             run.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
@@ -119,7 +119,7 @@ class SupervisedTrainer:
         metrics["params"] = float(sum(p.numel() for p in model.parameters()))
         metrics["train_seconds"] = time.perf_counter() - start
         # A snapshot: the model's state_dict holds its live parameters, which later training would change.
-        new_state = {"model": copy.deepcopy(model.state_dict()), "optimizer": optimizer.state_dict(), **run.dump()}
+        new_state = {"model": clone_state(model.state_dict()), "optimizer": optimizer.state_dict(), **run.dump()}
         return EvalResult(metrics, curve, new_state)
 
     def _train(self, model: nn.Module, data: Data, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, run: "_Run",
