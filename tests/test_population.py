@@ -55,7 +55,7 @@ def test_same_losses_as_training_each_alone(iris, optimizer):
     space, population = archs(iris, 12)
     trainer = SupervisedTrainer(optimizer=optimizer, lr=0.01, device="cpu")
     cands, pop = together(space, iris, trainer, [(a, i, 4, None) for i, a in enumerate(population)])
-    assert len(pop._groups(cands)) < len(cands)  # they really were trained in groups
+    assert len(pop._mlp_groups(cands)) < len(cands)  # they really were trained in groups
     for i, (arch, cand) in enumerate(zip(population, cands)):
         ref = alone(space, iris, trainer, arch, i, 4)
         assert cand.error is None
@@ -170,3 +170,39 @@ def test_lost_checkpoints_are_trained_again(tmp_path, monkeypatch):
     with torch.no_grad():
         loss = nn.functional.cross_entropy(model(data.x_val), data.y_val).item()
     assert loss == pytest.approx(best.loss, **STUDY_LOSS)
+
+
+def small_cnn(arch, n_out: int = 10):
+    """A tiny CNN for 8x8 digits: identical architectures train together under vmap."""
+    channels = arch.categorical("channels", [4, 8])
+    return nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * channels, n_out))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_identical_architectures_train_together_under_vmap(optimizer):
+    data = load_dataset("digits")
+    space = Space(small_cnn, data.context())
+    trainer = SupervisedTrainer(optimizer=optimizer, batch_size=128, device="cpu")
+    arch = {"channels": 4}
+    cands, _ = together(space, data, trainer, [(arch, seed, 1.5, None) for seed in range(4)])
+    assert all(c.shape is None for c in cands)  # not MLPs: the vmap path
+    for seed, cand in enumerate(cands):
+        ref = alone(space, data, trainer, arch, seed, 1.5)
+        assert cand.error is None
+        assert [p["epoch"] for p in cand.result.curve] == [p["epoch"] for p in ref.curve]
+        for a, b in zip(cand.result.curve, ref.curve):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS)
+        continued = alone(space, data, trainer, arch, 99, 3, cand.result.state)  # the state continues alone
+        assert continued.metrics["val_loss"] == pytest.approx(alone(space, data, trainer, arch, seed, 3).metrics["val_loss"], **LOSS)
+
+
+def test_a_study_of_repeated_cnns_runs_batched_as_serial(tmp_path):
+    """Random search over a two-architecture CNN space repeats architectures: those train under vmap."""
+    kw = dict(space=small_cnn, data="digits", budget=1, trials=6, seed=0, trainer={"batch_size": 128})
+    batched = nasforge.search(out=tmp_path / "b", executor="batched", **kw)
+    serial = nasforge.search(out=tmp_path / "s", executor="serial", **kw)
+    archs = [t.arch["channels"] for t in batched.trials]
+    assert len(set(archs)) < len(archs)  # repeats, so the vmap path ran
+    for b, s in zip(batched.trials, serial.trials):
+        assert b.arch == s.arch and b.loss == pytest.approx(s.loss, **STUDY_LOSS)

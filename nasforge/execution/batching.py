@@ -12,6 +12,7 @@ promotion or export that needs a lost one trains it again.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -36,7 +37,7 @@ _CACHE_SIZE = 1024
 class BatchingExecutor:
     parallelism = 1  # one process: strategies that want results before asking again get them
 
-    def __init__(self, context: WorkerContext, capacity: int = 64, flush_seconds: float = 30.0):
+    def __init__(self, context: WorkerContext, capacity: int = 128, flush_seconds: float = 30.0):
         self.context = context
         self.capacity = capacity
         self.flush_seconds = flush_seconds
@@ -81,7 +82,11 @@ class BatchingExecutor:
             cand, rng = prepared
             key = self.population.key(cand, self.context.data)  # type: ignore[union-attr]
             groups.setdefault(key, []).append((n, job, cand, rng, time.perf_counter() - start))
-        for members in groups.values():
+        for key, members in groups.items():
+            if key[0] == "vmap" and len(members) == 1:  # no identical twin: nothing to vectorise
+                n, job = members[0][0], members[0][1]
+                events[n] = run_job(self.context, job)
+                continue
             events.update(self._train(members))
         if time.monotonic() - self._flushed_at > self.flush_seconds:
             self.flush()
@@ -101,8 +106,8 @@ class BatchingExecutor:
             if saved is not None:  # else: lost in a crash; training from scratch to the budget is the same
                 state = saved["evaluator"]
                 torch.set_rng_state(saved["torch_rng"])
-            cand = self.population.candidate(model, job.budget, state)
-            return cand, torch.get_rng_state()  # training an MLP draws nothing more from this stream
+            cand = self.population.candidate(model, job.budget, state, json.dumps(job.arch, sort_keys=True))
+            return cand, torch.get_rng_state()  # training draws nothing more from this stream (no dropout)
         except Exception:  # noqa: BLE001 - let the one-by-one path run it and report the error
             return None
 

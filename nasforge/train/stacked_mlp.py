@@ -12,10 +12,13 @@ the arithmetic. Other activations fall back to autograd over the same buffers.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from nasforge.train.state import optimizer_slots, optimizer_state
 
 Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """(gradient w.r.t. the activation's output, its input z, its output h) -> gradient w.r.t. z."""
@@ -42,6 +45,73 @@ def derivative(act: nn.Module) -> Backward | None:
     if isinstance(act, nn.Identity):
         return lambda g, z, h: g
     return None
+
+
+ZERO_PRESERVING = (nn.ReLU, nn.Tanh, nn.GELU, nn.ELU, nn.SiLU, nn.LeakyReLU, nn.Identity)
+"""Activations with f(0) = 0: only these keep zero-padded units at exactly zero."""
+OVERHEAD_FLOPS = 1.5e7
+"""What one extra group costs per training step, in floating-point operations: the fixed
+per-step work (Python, op dispatch, autograd, the optimiser) takes ~1 ms on a CPU core, as long
+as ~15 MFLOP of small batched matrix products (measured at ~15 GFLOP/s)."""
+
+
+@dataclass
+class MLPShape:
+    flatten: bool
+    linears: list[nn.Linear]
+    activations: list[nn.Module]
+
+    @property
+    def depth(self) -> int:
+        return len(self.linears) - 1
+
+    @property
+    def width(self) -> int:
+        return max((lin.out_features for lin in self.linears[:-1]), default=0)
+
+    @property
+    def flops(self) -> float:
+        return float(sum(lin.in_features * lin.out_features for lin in self.linears))
+
+    @property
+    def activation_keys(self) -> list[str]:
+        return [repr(a) for a in self.activations]  # e.g. "GELU(approximate='none')"
+
+
+def mlp_shape(model: nn.Module) -> MLPShape | None:
+    """The MLP structure of ``model``, or None if it is anything else."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    mods = list(model)
+    flatten = bool(mods) and isinstance(mods[0], nn.Flatten) and mods[0].start_dim == 1 and mods[0].end_dim == -1
+    mods = mods[1:] if flatten else mods
+    if not mods or len(mods) % 2 == 0:
+        return None
+    linears, acts = mods[0::2], mods[1::2]
+    if not all(type(m) is nn.Linear and m.bias is not None for m in linears):
+        return None
+    if not all(isinstance(a, ZERO_PRESERVING) for a in acts):
+        return None
+    if any(a.out_features != b.in_features for a, b in zip(linears, linears[1:])):
+        return None
+    return MLPShape(flatten, list(linears), list(acts))  # type: ignore[arg-type]
+
+
+
+
+def _widths(shapes: list[MLPShape]) -> list[int]:
+    """Padded width of each layer's output: the widest candidate there (same depth in a group)."""
+    return [max(s.linears[j].out_features for s in shapes) for j in range(shapes[0].depth + 1)]
+
+
+def mlp_cost(shapes: list[MLPShape], batch: int) -> float:
+    """FLOPs of one training step of the padded group (forward + backward), plus its fixed cost."""
+    if not shapes:
+        return 0.0
+    widths = _widths(shapes)
+    n_in = shapes[0].linears[0].in_features
+    per_sample = sum(a * b for a, b in zip([n_in] + widths[:-1], widths))
+    return 6.0 * len(shapes) * per_sample * batch + OVERHEAD_FLOPS
 
 
 class StackedMLP:
@@ -165,3 +235,65 @@ def loss_and_delta(out: torch.Tensor, y: torch.Tensor, task: str, flat_targets: 
     delta = (2.0 / (B * k)) * diff
     return losses, delta.unsqueeze(-1) if flat_targets else delta
 
+
+
+class MLPNet:
+    """A group of same-depth MLPs as a :class:`StackedMLP` with one optimiser over its buffer
+    (the :class:`~nasforge.train.population.StackedNet` protocol)."""
+
+    def __init__(self, trainer: Any, models: list[nn.Module], shapes: list[MLPShape], states: list[dict[str, Any] | None],
+                 data: Any):
+        self.trainer, self.models, self.shapes = trainer, models, shapes
+        self.task = data.task
+        self.flat_targets = data.task == "regression" and data.y_train.dim() == 1
+        self.stack = StackedMLP([s.linears for s in shapes], [s.activations for s in shapes], trainer.device)
+        self.optimizer = trainer._make_optimizer_for([self.stack.flat])
+        if states[0] is not None:
+            self._load_optimizer_states(states)  # type: ignore[arg-type]
+
+    def _load_optimizer_states(self, states: list[dict[str, Any]]) -> None:
+        """Pad each candidate's saved optimiser slots into flat buffers of the group optimiser."""
+        flat = self.stack.flat
+        buffers: dict[str, torch.Tensor] = {}
+        step = None
+        for i, (model, state) in enumerate(zip(self.models, states)):
+            slots, step = optimizer_slots(self.trainer._make_optimizer_for, model, state["optimizer"])
+            for name in slots[0]:
+                buffer = buffers.setdefault(name, torch.zeros_like(flat, requires_grad=False))
+                for dst, slot in zip(self.stack.slot_slices(buffer, i), slots):
+                    dst.copy_(slot[name])
+        if buffers:
+            self.optimizer.state[flat] = {"step": torch.as_tensor(step, dtype=torch.float32).clone(), **buffers}
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.stack.manual:
+            with torch.no_grad():
+                out, saved = self.stack.forward(x, keep=True)
+                losses, delta = loss_and_delta(out, y, self.task, self.flat_targets)
+                self.stack.backward(delta, saved)
+        else:  # an activation without a hand-written backward: let autograd do it
+            self.stack.flat.grad = None
+            with torch.enable_grad():
+                out, _ = self.stack.forward(x)
+                losses, _ = loss_and_delta(out, y, self.task, self.flat_targets)
+                losses.sum().backward()
+        self.optimizer.step()
+        return losses.detach()
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.stack.forward(x.unsqueeze(0).expand(self.stack.C, *x.shape))
+        return out
+
+    def export(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        model = self.models[i]
+        with torch.no_grad():
+            for weight, bias, lin in self.stack.layer_slices(i):
+                lin.weight.copy_(weight)
+                lin.bias.copy_(bias)
+        saved = self.optimizer.state.get(self.stack.flat) or {}
+        slots: list[dict[str, torch.Tensor]] = [{} for _ in model.parameters()]
+        for name, value in saved.items():
+            if name != "step":
+                for slot, piece in zip(slots, self.stack.slot_slices(value, i)):
+                    slot[name] = piece.clone()
+        return model.state_dict(), optimizer_state(self.trainer._make_optimizer_for, model, slots, saved.get("step"))

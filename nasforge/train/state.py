@@ -31,3 +31,24 @@ def clone_state(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(clone_state(v) for v in obj)
     return obj
+
+
+def optimizer_slots(make_optimizer: Any, model: torch.nn.Module, saved: dict[str, Any]) -> tuple[list[dict[str, torch.Tensor]], Any]:
+    """A one-model optimiser state dict as per-parameter slots (model parameter order, "step"
+    left out) and the step count. ``make_optimizer(params)`` builds the optimiser it came from."""
+    params = list(model.parameters())
+    single = make_optimizer(params)
+    single.load_state_dict(clone_state(saved))
+    slots = [{k: v for k, v in single.state[p].items() if k != "step"} for p in params]
+    step = single.state[params[0]].get("step") if params and params[0] in single.state else None
+    return slots, step
+
+
+def optimizer_state(make_optimizer: Any, model: torch.nn.Module, slots: list[dict[str, torch.Tensor]], step: Any) -> dict[str, Any]:
+    """The inverse of :func:`optimizer_slots`: a one-model optimiser state dict from slots."""
+    params = list(model.parameters())
+    single = make_optimizer(params)
+    for p, slot in zip(params, slots):
+        if slot:
+            single.state[p] = {"step": step.clone() if isinstance(step, torch.Tensor) else step, **slot}
+    return single.state_dict()
