@@ -72,7 +72,8 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
 
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
                  executor_factory=executor_factory, objective=Objective(cfg.objective.metric, cfg.objective.mode),
-                 seed=cfg.seed, max_budget=cfg.budget, max_trials=cfg.trials)
+                 seed=cfg.seed, max_budget=cfg.budget, max_trials=cfg.trials,
+                 keep_checkpoints=cfg.keep_checkpoints)
 
 
 def _user_evaluator(path: str, args: dict[str, Any]) -> Callable[..., Any]:

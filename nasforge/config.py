@@ -76,6 +76,7 @@ class StudyConfig(_Strict):
     budget: float = Field(30, gt=0)  # the most epochs one trial trains for
     workers: int = Field(1, ge=1)
     seed: int = 0
+    keep_checkpoints: int = Field(5, ge=1)  # complete trials whose weights stay on disk (the best ones)
     out: str | None = None
 
     @field_validator("space", "dataset", "strategy", "scheduler")

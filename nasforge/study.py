@@ -9,6 +9,7 @@ the search continues exactly as it would have.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import os
@@ -78,7 +79,7 @@ class Study:
     def __init__(self, *, directory: str | Path, space: Space, data: Any, evaluator: Callable[..., Any],
                  strategy: Strategy, scheduler: Scheduler, executor_factory: Callable[[], Executor],
                  objective: Objective = Objective(), seed: int = 0, max_budget: float = 30,
-                 max_trials: int | None = None):
+                 max_trials: int | None = None, keep_checkpoints: int = 5):
         self.directory = Path(directory)
         self.store = SQLiteStore(self.directory)
         self.space, self.data, self.evaluator = space, data, evaluator
@@ -90,6 +91,8 @@ class Study:
         self._set_up = False
         self._saved_state: str | None = None
         self._executor: Executor | None = None
+        self.keep_checkpoints = keep_checkpoints
+        self._kept: list[tuple[float, int, str]] | None = None  # the best complete trials' checkpoints
         self.jobs_started = 0
 
     # --- set-up and state --------------------------------------------------------------------
@@ -122,6 +125,7 @@ class Study:
     def _save_state(self) -> None:
         for trial_id in self.scheduler.pop_stopped():  # in the same transaction as the state that stopped them
             self.store.set_state(trial_id, TrialState.PRUNED)
+            self._drop_checkpoint(self.store.trial(trial_id).checkpoint)
         state = dumps(self.scheduler.state_dict())
         if state != self._saved_state:  # the loop asks often while waiting; write only changes
             self.store.set_meta_raw(_STATE_KEY, state)
@@ -210,13 +214,31 @@ class Study:
                 self.store.finish(job.trial_id, state, metrics=event.metrics, loss=loss, budget=job.budget,
                                   duration=event.duration, checkpoint=event.checkpoint)
             self._save_state()
-        if previous and event.checkpoint and previous != event.checkpoint:
-            discard = getattr(self._executor, "discard", None)
-            if callable(discard):
-                discard(previous)
-            with contextlib.suppress(OSError):  # only the latest checkpoint of a trial is needed
-                (self.directory / previous).unlink()
+        if previous != event.checkpoint:  # only the latest checkpoint of a trial is needed
+            self._drop_checkpoint(previous)
+        if state is TrialState.COMPLETE and event.checkpoint:
+            self._keep_best_checkpoints(job.trial_id, loss, event.checkpoint)  # type: ignore[arg-type]
         return self.store.trial(job.trial_id)
+
+    def _drop_checkpoint(self, relative: str | None) -> None:
+        """Checkpoints are a cache: a dropped one is trained again if it is ever needed."""
+        if not relative:
+            return
+        discard = getattr(self._executor, "discard", None)
+        if callable(discard):
+            discard(relative)
+        with contextlib.suppress(OSError):
+            (self.directory / relative).unlink()
+
+    def _keep_best_checkpoints(self, trial_id: int, loss: float, checkpoint: str) -> None:
+        """Complete trials keep their weights only while among the best ``keep_checkpoints``
+        (pruned ones never do): the best model is always at hand and the disk stays small."""
+        if self._kept is None:  # first use, or after a resume: the complete trials so far
+            done = [t for t in self.store.trials([TrialState.COMPLETE]) if t.loss is not None and t.checkpoint]
+            self._kept = sorted(((t.loss, t.id, t.checkpoint) for t in done if t.id != trial_id), key=lambda k: k[:2])  # type: ignore[misc]
+        bisect.insort(self._kept, (loss, trial_id, checkpoint), key=lambda k: k[:2])
+        while len(self._kept) > self.keep_checkpoints:
+            self._drop_checkpoint(self._kept.pop()[2])
 
     def _finalise(self) -> None:
         """The search is over: trials still waiting for a promotion will not get one."""

@@ -171,3 +171,20 @@ def test_readme_custom_space_example_runs(tmp_path):
     trials = status(tmp_path / "study")["trials"]
     assert len(trials) == 3 and all(t["state"] == "complete" for t in trials)
     assert all(8 <= t["arch"]["units_0"] <= 64 for t in trials)
+
+
+def test_only_the_best_checkpoints_stay_and_others_are_trained_again(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("trials: 8\nbudget: 3\nkeep_checkpoints: 2\n")
+    study_dir = tmp_path / "s"
+    assert main(["search", str(cfg), "--out", str(study_dir), "--quiet"]) == 0
+    assert len(list(study_dir.glob("checkpoints/*.pt"))) == 2
+    trials = status(study_dir)["trials"]
+    worst = max(trials, key=lambda t: t["loss"])
+    assert main(["export", str(study_dir), "--trial", str(worst["id"]), "--out", str(tmp_path / "exp")]) == 0
+    import nasforge
+    model = nasforge.load_exported(tmp_path / "exp")
+    data = nasforge.load_dataset("iris")
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(data.x_val), data.y_val).item()
+    assert loss == pytest.approx(worst["loss"], rel=1e-3)  # trained again from its seed: the same model
