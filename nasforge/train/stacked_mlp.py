@@ -144,6 +144,11 @@ class StackedMLP:
                     self.b[l][i, :lin.out_features] = lin.bias.detach().to(device)
         self.segments = _segments(activations, self.depth)
         self.manual = all(derivative(act) is not None for layer in self.segments for act, _, _ in layer)
+        # Per-step work is mostly dispatch: bind everything a step needs once.
+        self.bias_rows = [b.unsqueeze(1) for b in self.b]
+        self.W_t = [w.transpose(1, 2) for w in self.W]
+        self.backwards = [[(derivative(act), a, e) for act, a, e in layer] for layer in self.segments] if self.manual else []
+        self.forwards = [[(act.forward, a, e) for act, a, e in layer] for layer in self.segments]
 
     def _view(self, buffer: torch.Tensor, k: int, dims: list[tuple[int, int]]) -> torch.Tensor:
         l = k if k <= self.depth else k - self.depth - 1
@@ -157,14 +162,14 @@ class StackedMLP:
         saved = []
         h = x
         for l in range(self.depth):
-            z = torch.baddbmm(self.b[l].unsqueeze(1), h, self.W[l].transpose(1, 2))
+            z = torch.baddbmm(self.bias_rows[l], h, self.W_t[l])
             if keep:
                 saved.append((h, z))
-            runs = self.segments[l]
+            runs = self.forwards[l]
             h = runs[0][0](z) if len(runs) == 1 else torch.cat([act(z[a:e]) for act, a, e in runs])
         if keep:
             saved.append((h, h))
-        return torch.baddbmm(self.b[self.depth].unsqueeze(1), h, self.W[self.depth].transpose(1, 2)), saved
+        return torch.baddbmm(self.bias_rows[self.depth], h, self.W_t[self.depth]), saved
 
     def backward(self, delta: torch.Tensor, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Write the gradients of sum-over-candidates of the loss into ``flat.grad``, given
@@ -178,12 +183,11 @@ class StackedMLP:
             z_prev = saved[l - 1][1]  # pre-activation of the hidden layer below
             out_prev = saved[l][0]  # its activation output, which fed layer l
             grad_h = torch.bmm(delta, self.W[l])
-            runs = self.segments[l - 1]
+            runs = self.backwards[l - 1]
             if len(runs) == 1:
-                delta = derivative(runs[0][0])(grad_h, z_prev, out_prev)  # type: ignore[misc]
+                delta = runs[0][0](grad_h, z_prev, out_prev)  # type: ignore[misc]
             else:
-                delta = torch.cat([derivative(act)(grad_h[a:e], z_prev[a:e], out_prev[a:e])  # type: ignore[misc]
-                                   for act, a, e in runs])
+                delta = torch.cat([bwd(grad_h[a:e], z_prev[a:e], out_prev[a:e]) for bwd, a, e in runs])  # type: ignore[misc]
 
     # --- per-candidate views -----------------------------------------------------------------
     def layer_slices(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor, nn.Linear]]:
