@@ -24,7 +24,7 @@ from nasforge.store.sqlite import DB_NAME, SQLiteStore
 from nasforge.study import Study
 from nasforge.train.data import Data
 from nasforge.train.trainer import SupervisedTrainer
-from nasforge.types import Objective
+from nasforge.types import Constraint, Objective
 
 
 def default_out_dir(cfg: StudyConfig) -> Path:
@@ -71,7 +71,7 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
         return ProcessPoolExecutor(context_for_workers, workers)
 
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
-                 executor_factory=executor_factory, objective=Objective(cfg.objective.metric, cfg.objective.mode),
+                 executor_factory=executor_factory, objective=_objective(cfg),
                  seed=cfg.seed, max_budget=cfg.budget, max_trials=cfg.trials,
                  keep_checkpoints=cfg.keep_checkpoints)
 
@@ -88,6 +88,12 @@ def _user_evaluator(path: str, args: dict[str, Any]) -> Callable[..., Any]:
     if not callable(target):
         raise ConfigError(f"evaluator {path!r} is a {type(target).__name__}, not a function or class")
     return functools.partial(target, **args) if args else target
+
+
+def _objective(cfg: StudyConfig) -> Objective:
+    c = cfg.objective.constraint
+    constraint = Constraint(c.metric, c.target, c.kind, c.soft_weight, c.hard_weight) if c is not None else None
+    return Objective(cfg.objective.metric, cfg.objective.mode, constraint)
 
 
 def create_study(cfg: StudyConfig, directory: Path | None = None, objects: Objects | None = None,

@@ -1,4 +1,4 @@
-"""The ``nasforge`` command: search, resume, status, export, spaces, strategies."""
+"""The ``nasforge`` command: search, resume, status, report, export, spaces, strategies."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("directory")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.add_argument("--top", type=int, default=10)
+
+    rp = sub.add_parser("report", help="write an HTML report of a study (plots embedded; no server needed)")
+    rp.add_argument("directory")
+    rp.add_argument("--out", help="output file (default: DIR/report.html)")
 
     e = sub.add_parser("export", help="write the best model and its architecture JSON")
     e.add_argument("directory")
@@ -139,7 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     meta = {"directory": str(args.directory), "finished": store.get_meta("finished_at") is not None,
             "driver_running": driver_running(Path(args.directory))}
     if args.json:
-        print(json.dumps(status_json(trials, objective, meta), indent=2))  # type: ignore[arg-type]
+        print(json.dumps(status_json(trials, objective, meta, store.get_meta("pareto")), indent=2))  # type: ignore[arg-type]
         return 0
     console = _console()
     counts = status_json(trials, objective, meta)["counts"]  # type: ignore[arg-type]
@@ -159,6 +163,12 @@ def _progress_word(meta: dict[str, Any]) -> str:
     if meta["finished"]:
         return "finished"
     return f"stopped before the end: `nasforge resume {meta['directory']}` continues it"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from nasforge.report.html import write_report
+    print(write_report(args.directory, args.out))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -199,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_resume(args)
         if args.command == "status":
             return cmd_status(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "export":
             return cmd_export(args)
         if args.command == "spaces":

@@ -58,9 +58,37 @@ class TrainerConfig(_Strict):
     epochs: int = Field(10, ge=1)  # epochs per job when budget_unit is data_fraction
 
 
+class ConstraintConfig(_Strict):
+    """MnasNet's reward: objective x (metric / target)^w; soft: w = soft_weight both sides; hard:
+    w = 0 under the target and hard_weight over it."""
+
+    metric: str = "latency_ms"
+    target: float = Field(gt=0)
+    kind: Literal["soft", "hard"] = "soft"
+    soft_weight: float = -0.07
+    hard_weight: float = -1.0
+
+
 class ObjectiveConfig(_Strict):
     metric: str = "val_loss"
     mode: Literal["min", "max"] = "min"
+    constraint: ConstraintConfig | None = None
+
+    @model_validator(mode="after")
+    def _constraint_needs_max(self) -> "ObjectiveConfig":
+        if self.constraint is not None and self.mode != "max":
+            raise ValueError("an objective with a constraint must be maximised (e.g. metric: val_accuracy, mode: max)")
+        return self
+
+
+class HardwareConfig(_Strict):
+    """Measure every trained model on this machine; adds latency_ms, latency_spread, params, flops."""
+
+    latency: bool = True
+    batch_size: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1)
+    device: str = "cpu"
+    repeats: int = Field(30, ge=3)
 
 
 class StudyConfig(_Strict):
@@ -72,6 +100,7 @@ class StudyConfig(_Strict):
     executor: Literal["auto", "serial", "batched", "pool", "simulated"] = "auto"
     trainer: TrainerConfig = TrainerConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
+    hardware: HardwareConfig | None = None  # set it to measure latency, params and FLOPs of every trial
     trials: int = Field(20, ge=1)
     budget: float = Field(30, gt=0)  # the most epochs one trial trains for
     workers: int = Field(1, ge=1)

@@ -10,6 +10,7 @@ the search continues exactly as it would have.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import contextlib
 import fcntl
 import os
@@ -113,7 +114,9 @@ class Study:
         if state is not None:
             self.scheduler.load_state_dict(state)  # type: ignore[arg-type]
         self.store.set_meta("seed", self.seed)
-        self.store.set_meta("objective", {"metric": self.objective.metric, "mode": self.objective.mode})
+        constraint = self.objective.constraint
+        self.store.set_meta("objective", {"metric": self.objective.metric, "mode": self.objective.mode,
+                                          "constraint": dataclasses.asdict(constraint) if constraint else None})
         self._set_up = True
 
     def expected_jobs(self) -> int:

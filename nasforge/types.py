@@ -26,22 +26,61 @@ class TrialState(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """A hardware (or any metric) target folded into the objective as MnasNet folds latency:
+    ``objective x (value / target) ** w``, with ``w = soft_weight`` on both sides of the target
+    (``kind="soft"``, the paper's w = -0.07), or ``w = 0`` under the target and ``hard_weight`` over
+    it (``kind="hard"``, the paper's alpha = 0, beta = -1)."""
+
+    metric: str = "latency_ms"
+    target: float = 1.0
+    kind: str = "soft"
+    soft_weight: float = -0.07
+    hard_weight: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("soft", "hard"):
+            raise ValueError(f"Invalid constraint kind: {self.kind!r}; allowed: 'soft', 'hard'")
+        if not self.target > 0:
+            raise ValueError(f"Invalid constraint target: {self.target} (must be > 0)")
+
+    def factor(self, value: float) -> float:
+        w = self.soft_weight if self.kind == "soft" else (0.0 if value <= self.target else self.hard_weight)
+        return (value / self.target) ** w
+
+
+@dataclass(frozen=True)
 class Objective:
-    """Which metric the search optimises, and in which direction."""
+    """Which metric the search optimises, in which direction, and an optional constraint (which
+    needs a metric to maximise, e.g. accuracy: MnasNet's reward is accuracy x (latency/T)^w)."""
 
     metric: str = "val_loss"
     mode: str = "min"
+    constraint: Constraint | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
             raise ValueError(f"Invalid objective mode: {self.mode!r}; allowed: 'min', 'max'")
+        if self.constraint is not None and self.mode != "max":
+            raise ValueError("an objective with a constraint must be maximised (e.g. val_accuracy, mode max)")
 
     def loss(self, metrics: Metrics) -> float | None:
-        """The value to minimise, or None when the metric is missing or not finite."""
-        value = metrics.get(self.metric)
-        if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        """The value to minimise, or None when a metric it needs is missing or not finite."""
+        value = _finite(metrics.get(self.metric))
+        if value is None:
             return None
-        return float(value) if self.mode == "min" else -float(value)
+        if self.constraint is not None:
+            measured = _finite(metrics.get(self.constraint.metric))
+            if measured is None or measured <= 0:
+                return None
+            value *= self.constraint.factor(measured)
+        return value if self.mode == "min" else -value
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ STRATEGY_SPECS = {
     "grid": {"name": "grid", "args": {"values": {"depth": [1, 2], "width_0": [4, 32], "width_1": [8]}, "shuffle": True}},
     "bayesopt": {"name": "bayesopt", "args": {"n_initial": 3, "n_candidates": 100}},
     "evolution": {"name": "evolution", "args": {"population_size": 4, "sample_size": 2}},
+    "reinforce": {"name": "reinforce", "args": {"batch_size": 3}},
+    "ppo": {"name": "ppo", "args": {"batch_size": 3, "epochs": 2}},
 }
 SCHEDULER_ARGS = {"full": {}, "successive_halving": {"eta": 2}, "hyperband": {"eta": 3}, "asha": {"eta": 3}}
 

@@ -21,7 +21,8 @@ SMALL_GRID = {"depth": [1, 2], "width_0": [4, 8], "width_1": [4, 8]}
 def make(name: str):
     cls = STRATEGIES.get(name)
     small = {"grid": {"values": SMALL_GRID}, "bayesopt": {"n_initial": 3, "n_candidates": 200},
-             "evolution": {"population_size": 4, "sample_size": 2}}
+             "evolution": {"population_size": 4, "sample_size": 2},
+             "reinforce": {"batch_size": 3}, "ppo": {"batch_size": 3, "epochs": 2}}
     return cls(**small.get(name, {}))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from nasforge.report.pareto import pareto_metrics, pareto_trials
 from nasforge.store.base import Trial
 from nasforge.study import best_trial
 from nasforge.types import TrialState
@@ -28,15 +29,24 @@ def arch_summary(arch: dict[str, Any], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def status_json(trials: list[Trial], objective: dict[str, Any] | None, meta: dict[str, Any]) -> dict[str, Any]:
+def status_json(trials: list[Trial], objective: dict[str, Any] | None, meta: dict[str, Any],
+                pareto_spec: Any = None) -> dict[str, Any]:
+    """The study as JSON. ``pareto`` (the ids of the Pareto-optimal trials) and ``pareto_metrics``
+    are there when two metrics are (choice: :mod:`nasforge.report.pareto`; ``pareto_spec`` is the
+    study's meta ``"pareto"``)."""
     best = best_trial(trials)
-    return {
+    out = {
         "objective": objective,
         "counts": dict(Counter(t.state.value for t in trials)),
         "trials": [t.to_json() for t in trials],
         "best": best.to_json() if best else None,
         **meta,
     }
+    choice = pareto_metrics(trials, objective, pareto_spec)
+    if choice is not None:
+        out["pareto"] = [t.id for t in pareto_trials(trials, *choice)]
+        out["pareto_metrics"] = {"metrics": list(choice[0]), "directions": list(choice[1])}
+    return out
 
 
 def leaderboard_table(trials: list[Trial], metric: str, top: int = 10) -> Any:

@@ -7,6 +7,8 @@ from nasforge.strategies.base import Strategy
 STRATEGIES: Registry = Registry("strategy", {
     "random": "nasforge.strategies.random:RandomSearch",
     "grid": "nasforge.strategies.grid:GridSearch",
+    "reinforce": "nasforge.strategies.reinforce:Reinforce",
+    "ppo": "nasforge.strategies.ppo:PPO",
     "evolution": "nasforge.strategies.evolution:RegularizedEvolution",
     "bayesopt": "nasforge.strategies.bayesopt:GPBayesOpt",
 })

@@ -1,0 +1,93 @@
+"""A PPO actor-critic controller (as MnasNet trains its controller): the LSTM policy plus a value
+head, advantages by GAE over the decision sequence, a clipped ratio, several epochs per batch."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasforge.errors import ConfigError
+from nasforge.space.schema import Schema
+from nasforge.strategies.policy import PolicyCore
+from nasforge.types import ArchDict, Result
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """Generalised advantage estimates of one episode (the value after the last step is 0)."""
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros(())
+    for t in range(len(rewards) - 1, -1, -1):
+        next_value = values[t + 1] if t + 1 < len(values) else torch.zeros(())
+        delta = rewards[t] + gamma * next_value - values[t]
+        running = delta + gamma * lam * running
+        advantages[t] = running
+    return advantages
+
+
+class PPO:
+    """Proximal policy optimisation over batches of ``batch_size`` architectures.
+
+    Each architecture is an episode of decision steps whose only reward, at the last step, is the
+    architecture's (minus its loss), normalised over the batch. The critic's values give per-step
+    advantages by GAE(``gamma``, ``lam``); the policy maximises the clipped surrogate
+    (``clip``, 0.2 as in the paper) for ``epochs`` passes, with a value loss (``value_weight``)
+    and an entropy bonus (``entropy_weight``).
+    """
+
+    def __init__(self, batch_size: int = 8, lr: float = 0.005, epochs: int = 4, clip: float = 0.2, gamma: float = 1.0,
+                 lam: float = 0.95, value_weight: float = 0.5, entropy_weight: float = 1e-3, explore: float = 0.2,
+                 explore_half_life: float = 50.0, hidden: int = 64):
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"Invalid epochs: {epochs!r} (must be an int >= 1)")
+        if not 0 < clip < 1:
+            raise ConfigError(f"Invalid clip: {clip} (must be in (0, 1))")
+        for name, value in (("gamma", gamma), ("lam", lam)):
+            if not 0 <= value <= 1:
+                raise ConfigError(f"Invalid {name}: {value} (must be in [0, 1])")
+        self.core = PolicyCore(batch_size, lr, hidden, explore, explore_half_life, value_head=True)
+        self.epochs, self.clip, self.gamma, self.lam = epochs, clip, gamma, lam
+        self.value_weight, self.entropy_weight = value_weight, entropy_weight
+
+    def setup(self, schema: Schema, rng: np.random.Generator) -> None:
+        self.core.setup(schema, rng, self._update)
+
+    def ask(self) -> ArchDict:
+        return self.core.sample()
+
+    def tell(self, arch: ArchDict, result: Result) -> None:
+        self.core.record(arch, result)
+
+    def _update(self, batch: list[tuple[ArchDict, float, float]]) -> None:
+        rewards = torch.tensor([r for _, r, _ in batch])
+        rewards = (rewards - rewards.mean()) / (rewards.std() + 1e-8) if len(batch) > 1 else rewards * 0
+        with torch.no_grad():
+            old = [self.core.scored(arch, explore) for arch, _, explore in batch]
+        old_lp = [torch.stack(r.log_probs) for r in old]
+        returns, advantages = [], []
+        for rollout, reward in zip(old, rewards):
+            values = torch.stack(rollout.values)
+            step_rewards = torch.zeros(len(values))
+            step_rewards[-1] = reward
+            adv = gae(step_rewards, values, self.gamma, self.lam)
+            advantages.append(adv)
+            returns.append(adv + values)
+        flat = torch.cat(advantages)
+        advantages = [(a - flat.mean()) / (flat.std() + 1e-8) for a in advantages]
+        for _ in range(self.epochs):
+            policy, value, entropy, steps = torch.zeros(()), torch.zeros(()), torch.zeros(()), 0
+            for (arch, _, explore), lp_old, adv, ret in zip(batch, old_lp, advantages, returns):
+                rollout = self.core.scored(arch, explore)
+                ratio = torch.exp(torch.stack(rollout.log_probs) - lp_old)
+                clipped = torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
+                policy = policy - torch.min(ratio * adv, clipped * adv).sum()
+                value = value + ((torch.stack(rollout.values) - ret) ** 2).sum()
+                entropy = entropy + torch.stack(rollout.entropies).sum()
+                steps += len(lp_old)
+            self.core.step((policy + self.value_weight * value - self.entropy_weight * entropy) / steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.core.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.core.load_state_dict(state)
