@@ -16,7 +16,7 @@ from nasforge.datasets import load_dataset
 from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.pool import ProcessPoolExecutor
 from nasforge.execution.serial import SerialExecutor
-from nasforge.execution.worker import WorkerContext
+from nasforge.execution.worker import HardwareSettings, WorkerContext
 from nasforge.registry import import_object
 from nasforge.space.space import Space
 from nasforge.spaces import SPACES
@@ -54,7 +54,7 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
         evaluator = SupervisedTrainer(**cfg.trainer.model_dump())
     strategy = objects.strategy or instantiate("strategy", cfg.strategy)
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
-    context_for_workers = WorkerContext(space, data, evaluator, str(directory))
+    context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data))
     workers, kind = cfg.workers, cfg.executor
     if kind == "auto":  # one process and the built-in trainer: train compatible candidates together
         kind = ("batched" if isinstance(evaluator, SupervisedTrainer) else "serial") if workers == 1 else "pool"
@@ -88,6 +88,16 @@ def _user_evaluator(path: str, args: dict[str, Any]) -> Callable[..., Any]:
     if not callable(target):
         raise ConfigError(f"evaluator {path!r} is a {type(target).__name__}, not a function or class")
     return functools.partial(target, **args) if args else target
+
+
+def _hardware(cfg: StudyConfig, data: Any) -> HardwareSettings | None:
+    hw = cfg.hardware
+    if hw is None:
+        return None
+    shape = tuple(hw.input_shape) if hw.input_shape else getattr(data, "input_shape", None)
+    if not shape:
+        raise ConfigError("hardware: measuring a model needs an input shape; give hardware.input_shape or a dataset")
+    return HardwareSettings(tuple(shape), hw.batch_size, hw.threads, hw.device, hw.repeats, hw.min_seconds)
 
 
 def _objective(cfg: StudyConfig) -> Objective:

@@ -84,11 +84,12 @@ class ObjectiveConfig(_Strict):
 class HardwareConfig(_Strict):
     """Measure every trained model on this machine; adds latency_ms, latency_spread, params, flops."""
 
-    latency: bool = True
     batch_size: int = Field(1, ge=1)
     threads: int = Field(1, ge=1)
     device: str = "cpu"
     repeats: int = Field(30, ge=3)
+    min_seconds: float = Field(0.3, ge=0)  # each measurement runs at least this long (steadier medians)
+    input_shape: list[int] | None = None  # one sample's shape; default: the dataset's
 
 
 class StudyConfig(_Strict):

@@ -23,6 +23,7 @@ import torch
 from nasforge.execution.base import Job, JobEvent
 from nasforge.execution.worker import (
     WorkerContext,
+    hardware_metrics_for,
     load_checkpoint,
     run_job,
     save_checkpoint,
@@ -129,7 +130,8 @@ class BatchingExecutor:
                 self._unsaved[job.checkpoint_out] = payload
                 self._remember(job.checkpoint_out, payload)
                 written = job.checkpoint_out
-            out[n] = JobEvent(job, cand.result.metrics, list(cand.result.curve), None, share + prep, written)
+            metrics = {**cand.result.metrics, **hardware_metrics_for(self.context, job.arch, cand.model)}
+            out[n] = JobEvent(job, metrics, list(cand.result.curve), None, share + prep, written)
         return out
 
     def _load(self, relative: str) -> dict[str, Any] | None:

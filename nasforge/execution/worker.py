@@ -1,19 +1,34 @@
 """What a worker does with a job: build the model, load its checkpoint, evaluate, save."""
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from nasforge.execution.base import Job, JobEvent
 from nasforge.space.space import Space
 from nasforge.train.evaluator import as_eval_result
 from nasforge.train.state import seed_torch
+from nasforge.types import ArchDict
+
+
+@dataclass
+class HardwareSettings:
+    """How every trained model is measured on this machine (see :mod:`nasforge.hardware`)."""
+
+    input_shape: tuple[int, ...]
+    batch_size: int = 1
+    threads: int = 1
+    device: str = "cpu"
+    repeats: int = 30
+    min_seconds: float = 0.3
 
 
 @dataclass
@@ -25,6 +40,22 @@ class WorkerContext:
     evaluator: Callable[..., Any]
     directory: str | None  # study directory for checkpoints; None keeps no checkpoints
     threads: int | None = None
+    hardware: HardwareSettings | None = None
+    measured: dict[str, dict[str, float]] = field(default_factory=dict)  # per architecture, this process
+
+
+def hardware_metrics_for(ctx: WorkerContext, arch: ArchDict, model: nn.Module) -> dict[str, float]:
+    """Latency, params and FLOPs of a trained model, measured once per architecture per process
+    (the weights do not change the cost of a forward pass)."""
+    if ctx.hardware is None:
+        return {}
+    key = json.dumps(arch, sort_keys=True)
+    if key not in ctx.measured:
+        from nasforge.hardware import hardware_metrics
+        hw = ctx.hardware
+        ctx.measured[key] = hardware_metrics(model, hw.input_shape, batch_size=hw.batch_size, threads=hw.threads,
+                                             device=hw.device, repeats=hw.repeats, min_seconds=hw.min_seconds)
+    return dict(ctx.measured[key])
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -51,6 +82,7 @@ def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
             state = saved["evaluator"]
             torch.set_rng_state(saved["torch_rng"])  # continue the random stream (dropout) where it stopped
         out = as_eval_result(ctx.evaluator(model, ctx.data, job.budget, state))
+        out.metrics.update(hardware_metrics_for(ctx, job.arch, model))
         written = None
         if out.state is not None and job.checkpoint_out and ctx.directory:
             save_checkpoint(Path(ctx.directory) / job.checkpoint_out, {"evaluator": out.state, "torch_rng": torch.get_rng_state()})
