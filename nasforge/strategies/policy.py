@@ -17,6 +17,7 @@ import torch
 from nasforge.errors import ConfigError
 from nasforge.space.schema import Schema
 from nasforge.strategies.controller import Controller, Rollout
+from nasforge.train.state import torch_threads
 from nasforge.types import ArchDict, Result
 
 Update = Callable[[list[tuple[ArchDict, float, float]]], None]
@@ -66,7 +67,7 @@ class PolicyCore:
 
     def sample(self) -> ArchDict:
         explore = self.explore
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(1):
             arch = self.controller.rollout(self.generator, explore=explore).arch
         self.asked += 1
         self.pending[_key(arch)] = explore
@@ -82,7 +83,8 @@ class PolicyCore:
             reward = self.worst if math.isfinite(self.worst) else 0.0
         self.history.append((dict(arch), reward, explore))
         if len(self.history) % self.batch_size == 0:
-            self.update(self.history[-self.batch_size:])
+            with torch_threads(1):
+                self.update(self.history[-self.batch_size:])
 
     def scored(self, arch: ArchDict, explore: float) -> Rollout:
         return self.controller.rollout(given=arch, explore=explore)
@@ -104,8 +106,9 @@ class PolicyCore:
         e.g. a baseline, before calling this)."""
         self.reset()
         history = [(dict(a), float(r), float(e)) for a, r, e in state["history"]]
-        for end in range(self.batch_size, len(history) + 1, self.batch_size):
-            self.update(history[end - self.batch_size:end])
+        with torch_threads(1):
+            for end in range(self.batch_size, len(history) + 1, self.batch_size):
+                self.update(history[end - self.batch_size:end])
         self.history = history
         self.asked = int(state["asked"])
         self.pending = {k: float(v) for k, v in state["pending"].items()}

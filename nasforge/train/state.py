@@ -1,8 +1,9 @@
 """Small helpers for torch state: seeding and snapshots."""
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -52,3 +53,19 @@ def optimizer_state(make_optimizer: Any, model: torch.nn.Module, slots: list[dic
         if slot:
             single.state[p] = {"step": step.clone() if isinstance(step, torch.Tensor) else step, **slot}
     return single.state_dict()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run a block with ``torch.set_num_threads(threads)``, restoring the count after. Tiny models
+    (controllers, surrogates) run fastest on one thread, and spin-waiting threads of a busy
+    process slow everything else down."""
+    previous = torch.get_num_threads()
+    if previous == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
