@@ -6,4 +6,6 @@ from nasforge.registry import Registry
 SPACES: Registry = Registry("space", {
     "mlp": "nasforge.spaces.mlp:mlp",
     "nb201": "nasforge.spaces.nb201:nb201",
+    "nasrl": "nasforge.spaces.nasrl:nasrl_cnn",
+    "mnas": "nasforge.spaces.mnas:mnas",
 })
