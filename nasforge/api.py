@@ -157,6 +157,7 @@ def search(space: Any = "mlp", data: Any = "iris", strategy: Any = "random", sch
            budget: float = 30, trials: int = 20, seed: int = 0, workers: int = 1, evaluate: Callable[..., Any] | None = None,
            objective: str = "val_loss", mode: str = "min", trainer: dict[str, Any] | None = None,
            space_args: dict[str, Any] | None = None, out: str | Path | None = None, executor: str = "auto",
+           constraint: dict[str, Any] | None = None, hardware: dict[str, Any] | None = None,
            on_trial_end: Callable[..., Any] | None = None) -> Study:
     """Search ``space`` on ``data`` and return the finished :class:`~nasforge.study.Study`.
 
@@ -166,7 +167,8 @@ def search(space: Any = "mlp", data: Any = "iris", strategy: Any = "random", sch
     your own ``evaluate(model, data, budget, state) -> metrics`` instead of the built-in trainer.
     ``out``: the study directory (a new temporary directory by default). ``executor``: ``auto``
     (batched training in this process for one worker, a process pool for more), ``serial``,
-    ``batched``, ``pool`` or ``simulated``.
+    ``batched``, ``pool`` or ``simulated``. ``hardware``: measure every model (e.g. ``{"threads": 1}``);
+    ``constraint``: MnasNet's reward, e.g. ``{"metric": "latency_ms", "target": 2.0, "kind": "soft"}``.
     """
     if isinstance(data, tuple) and len(data) == 2:
         data = Data.from_arrays(*data)
@@ -185,7 +187,8 @@ def search(space: Any = "mlp", data: Any = "iris", strategy: Any = "random", sch
         entries["space"] = {"name": entries.get("space", "mlp") if isinstance(entries.get("space"), str) else "mlp",
                             "args": space_args}
     cfg = parse_config({**entries, "budget": budget, "trials": trials, "seed": seed, "workers": workers, "executor": executor,
-                        "objective": {"metric": objective, "mode": mode}, "trainer": trainer or {}}, "(from nasforge.search)")
+                        "objective": {"metric": objective, "mode": mode, "constraint": constraint},
+                        "hardware": hardware, "trainer": trainer or {}}, "(from nasforge.search)")
     objects = Objects(found["space"], found["dataset"], found["evaluator"], found["strategy"], found["scheduler"])
     if out is None:
         import tempfile

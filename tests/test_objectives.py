@@ -1,0 +1,67 @@
+"""Objectives with hardware constraints (MnasNet's reward) and hardware metrics in trials."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import nasforge
+from nasforge.config import parse_config
+from nasforge.errors import ConfigError
+from nasforge.types import Constraint, Objective
+
+
+def test_mnas_reward_soft_and_hard():
+    soft = Objective("val_accuracy", "max", Constraint("latency_ms", 2.0, "soft"))
+    assert soft.loss({"val_accuracy": 0.9, "latency_ms": 2.0}) == pytest.approx(-0.9)
+    assert soft.loss({"val_accuracy": 0.9, "latency_ms": 4.0}) == pytest.approx(-0.9 * 2 ** -0.07)
+    assert soft.loss({"val_accuracy": 0.9, "latency_ms": 1.0}) == pytest.approx(-0.9 * 0.5 ** -0.07)  # faster: a bonus
+    hard = Objective("val_accuracy", "max", Constraint("latency_ms", 2.0, "hard"))
+    assert hard.loss({"val_accuracy": 0.9, "latency_ms": 1.0}) == pytest.approx(-0.9)  # no bonus under the target
+    assert hard.loss({"val_accuracy": 0.9, "latency_ms": 4.0}) == pytest.approx(-0.45)
+    assert soft.loss({"val_accuracy": 0.9}) is None  # the measurement is missing: the trial fails
+    assert Objective().loss({"val_loss": math.nan}) is None
+
+
+def test_constraint_config_is_validated():
+    with pytest.raises(ConfigError, match="must be maximised"):
+        parse_config({"objective": {"metric": "val_loss", "mode": "min", "constraint": {"target": 1.0}}})
+    with pytest.raises(ConfigError, match="objective.constraint.target"):
+        parse_config({"objective": {"metric": "val_accuracy", "mode": "max", "constraint": {"target": -1}}})
+    with pytest.raises(ConfigError, match="objective.constraint.kind"):
+        parse_config({"objective": {"metric": "val_accuracy", "mode": "max", "constraint": {"target": 1, "kind": "x"}}})
+
+
+def test_trials_carry_hardware_metrics_measured_once_per_architecture(tmp_path, monkeypatch):
+    import nasforge.hardware as hw
+    calls = []
+    real = hw.hardware_metrics
+
+    def counting(model, input_shape, **kw):
+        calls.append(tuple(input_shape))
+        return real(model, input_shape, **{**kw, "repeats": 3, "min_seconds": 0.0})
+
+    monkeypatch.setattr(hw, "hardware_metrics", counting)
+    cfg = parse_config({"space": "mlp", "dataset": "iris", "trials": 6, "budget": 1, "seed": 0,
+                        "strategy": {"name": "grid", "args": {"values": {"depth": [1], "width_0": [4, 8], "activation": ["relu"]}}},
+                        "hardware": {"threads": 1}, "executor": "serial"})
+    from nasforge.api import create_study
+    study = create_study(cfg, tmp_path).run()
+    trials = study.trials
+    assert len(trials) == 2 and len(calls) == 2 and calls[0] == (4,)  # a grid of 2: each measured once
+    for t in trials:
+        assert t.metrics["latency_ms"] > 0 and t.metrics["params"] == 4 * t.arch["width_0"] + t.arch["width_0"] + t.arch["width_0"] * 3 + 3
+        assert t.metrics["flops"] > 0
+
+
+def test_a_hard_latency_target_returns_a_model_that_meets_it(tmp_path):
+    """The reward prefers an accurate model under the target to a more accurate one over it."""
+    def evaluate(model, data, budget, state):
+        width = model[1].out_features
+        return {"val_accuracy": 0.5 + width / 100, "latency_ms": width / 10.0}  # wider: better and slower
+
+    study = nasforge.search("mlp", "iris", {"name": "grid", "args": {"values": {"depth": [1], "width_0": [10, 20, 30, 40],
+                                                                                  "activation": ["relu"]}}},
+                            evaluate=evaluate, budget=1, trials=4, objective="val_accuracy", mode="max", out=tmp_path,
+                            constraint={"metric": "latency_ms", "target": 3.0, "kind": "hard"})
+    assert study.best.arch["width_0"] == 30  # 40 is more accurate, but 4 ms > 3 ms
