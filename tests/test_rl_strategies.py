@@ -111,3 +111,19 @@ def test_reinforce_and_ppo_find_a_known_optimum_far_sooner_than_random_sampling(
     ppo = np.median([asks_to_optimum(PPO(), s, weights) for s in seeds])
     print("median asks to the optimum: random", random, "reinforce", reinforce, "ppo", ppo)
     assert reinforce < 0.5 * random and ppo < 0.5 * random
+
+
+@pytest.mark.parametrize("cls", [Reinforce, PPO])
+def test_a_batch_is_asked_whole_then_the_strategy_waits_for_its_results(cls):
+    """ready() turns False after batch_size asks, so a batched executor never samples past an
+    update from the stale policy; it turns True again once the batch is told."""
+    strategy = cls(batch_size=4)
+    strategy.setup(Space(skip_space).schema, np.random.default_rng(0))
+    for _round in range(2):
+        batch = []
+        while strategy.ready():
+            batch.append(strategy.ask())
+            assert len(batch) <= 4
+        assert len(batch) == 4
+        for arch in batch:
+            strategy.tell(arch, Result({"val_loss": 1.0}, 1.0, 1.0))

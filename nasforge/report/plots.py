@@ -74,6 +74,11 @@ def trajectory_png(trials: list[Trial], metric: str, mode: str = "min") -> bytes
         best_so_far = t.metrics[metric] if best_so_far is None else pick(best_so_far, t.metrics[metric])
         best.append(best_so_far)
     ax.step([t.id for t in line], best, where="post", c=_RED, lw=1.8, label="best so far")
+    window = max(5, len(line) // 10)
+    if len(line) >= 2 * window:  # shows whether the search samples better on the whole (e.g. RL controllers)
+        values = [t.metrics[metric] for t in line]
+        means = [sum(values[i - window:i]) / window for i in range(window, len(values) + 1)]
+        ax.plot([t.id for t in line[window - 1:]], means, c=_ORANGE, lw=1.5, label=f"mean of the last {window}")
     ax.legend(loc="best")
     return _png(fig)
 

@@ -73,6 +73,11 @@ class PolicyCore:
         self.pending[_key(arch)] = explore
         return arch
 
+    def ready(self) -> bool:
+        """False once the current batch is all asked: later asks should come from the updated policy."""
+        updated = len(self.history) // self.batch_size * self.batch_size
+        return self.asked < updated + self.batch_size
+
     def record(self, arch: ArchDict, result: Result) -> None:
         """A reward per told result (maximised: minus the loss); failures get the worst so far."""
         explore = self.pending.pop(_key(arch), self.explore)

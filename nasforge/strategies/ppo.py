@@ -55,6 +55,9 @@ class PPO:
     def ask(self) -> ArchDict:
         return self.core.sample()
 
+    def ready(self) -> bool:
+        return self.core.ready()
+
     def tell(self, arch: ArchDict, result: Result) -> None:
         self.core.record(arch, result)
 

@@ -22,7 +22,7 @@ class Reinforce:
     ``explore_half_life`` asks.
     """
 
-    def __init__(self, batch_size: int = 8, lr: float = 0.01, baseline_decay: float = 0.9, entropy_weight: float = 1e-3,
+    def __init__(self, batch_size: int = 8, lr: float = 0.02, baseline_decay: float = 0.9, entropy_weight: float = 1e-3,
                  explore: float = 0.2, explore_half_life: float = 50.0, hidden: int = 64):
         if not 0 <= baseline_decay < 1:
             raise ConfigError(f"Invalid baseline_decay: {baseline_decay} (must be in [0, 1))")
@@ -38,6 +38,9 @@ class Reinforce:
 
     def ask(self) -> ArchDict:
         return self.core.sample()
+
+    def ready(self) -> bool:
+        return self.core.ready()
 
     def tell(self, arch: ArchDict, result: Result) -> None:
         self.core.record(arch, result)
