@@ -45,6 +45,8 @@ def main() -> None:
 
 
 def report(directory: str, top: int, again: int) -> None:
+    if not (Path(directory) / "study.db").exists():
+        raise SystemExit(f"{directory}: no study there (run one with `nasforge search examples/mnas_mnist5k.yaml --out DIR`)")
     study = open_study(directory)
     cfg, _ = stored_config(directory)
     constraint, hw = cfg.objective.constraint, cfg.hardware
@@ -52,7 +54,7 @@ def report(directory: str, top: int, again: int) -> None:
         raise SystemExit(f"{directory}: the study needs objective.constraint and hardware settings")
     target, metric = constraint.target, constraint.metric
     shape = tuple(hw.input_shape or study.data.input_shape)
-    trials = ranked(study.trials())
+    trials = ranked(study.trials)
     measured = [t for t in trials if metric in t.metrics]
     within = sum(t.metrics[metric] <= 1.1 * target for t in measured)
     print(f"study {directory}: {len(trials)} trials; target {metric} {target} ({constraint.kind}); "
@@ -65,7 +67,7 @@ def report(directory: str, top: int, again: int) -> None:
             model = study.space.build(trial.arch).eval()
             runs.append(measure_latency(model, shape, batch_size=hw.batch_size, threads=hw.threads,
                                         device=hw.device, repeats=hw.repeats, min_seconds=hw.min_seconds,
-                                        seed=i).median_ms)
+                                        seed=i).floor_ms)  # what trials record as latency_ms
         recorded = trial.metrics[metric]
         diff = max(abs(r - recorded) for r in runs) / recorded
         ratio = statistics.median(runs) / target

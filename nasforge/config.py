@@ -88,7 +88,7 @@ class HardwareConfig(_Strict):
     threads: int = Field(1, ge=1)
     device: str = "cpu"
     repeats: int = Field(30, ge=3)
-    min_seconds: float = Field(0.3, ge=0)  # each measurement runs at least this long (steadier medians)
+    min_seconds: float = Field(1.0, ge=0)  # each measurement runs at least this long (to meet an undisturbed phase)
     input_shape: list[int] | None = None  # one sample's shape; default: the dataset's
 
 

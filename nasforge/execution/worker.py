@@ -28,7 +28,7 @@ class HardwareSettings:
     threads: int = 1
     device: str = "cpu"
     repeats: int = 30
-    min_seconds: float = 0.3
+    min_seconds: float = 1.0
 
 
 @dataclass

@@ -26,10 +26,11 @@ __all__ = ["measure_latency", "LatencyResult", "count_params", "count_flops", "L
 def hardware_metrics(model: nn.Module, input_shape: Sequence[int], *, batch_size: int = 1, threads: int = 1,
                      device: str | torch.device = "cpu", latency: LatencyResult | None = None,
                      **options: Any) -> dict[str, float]:
-    """``{"latency_ms", "latency_spread", "params", "flops"}`` for ``model`` on this machine.
+    """``{"latency_ms", "latency_median_ms", "latency_spread", "params", "flops"}`` for ``model``.
 
-    ``latency_ms`` is the median forward latency at ``batch_size`` (ms), ``latency_spread`` its
-    (p90 - p10) / median, ``params`` the parameter count, ``flops`` the forward FLOPs of one
+    ``latency_ms`` is the undisturbed forward latency at ``batch_size`` (ms: ``floor_ms`` of
+    :func:`measure_latency`), ``latency_median_ms`` the typical one under the conditions seen,
+    ``latency_spread`` its (p90 - p10) / median, ``params`` the parameter count, ``flops`` the forward FLOPs of one
     sample (omitted when FlopCounterMode cannot count the model). Pass ``latency`` (e.g. from a
     :class:`LatencyCache`) to skip the measurement; other ``options`` (``warmup``, ``repeats``,
     ``min_seconds``, ...) go to :func:`measure_latency`.
@@ -37,8 +38,8 @@ def hardware_metrics(model: nn.Module, input_shape: Sequence[int], *, batch_size
     if latency is None:
         latency = measure_latency(model, input_shape, batch_size=batch_size, threads=threads, device=device,
                                   **options)
-    metrics = {"latency_ms": latency.median_ms, "latency_spread": latency.spread,
-               "params": float(count_params(model))}
+    metrics = {"latency_ms": latency.floor_ms, "latency_median_ms": latency.median_ms,
+               "latency_spread": latency.spread, "params": float(count_params(model))}
     flops = count_flops(model, input_shape)
     if flops is not None:
         metrics["flops"] = float(flops)

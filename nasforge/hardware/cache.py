@@ -31,7 +31,7 @@ from nasforge.hardware.latency import LatencyResult, check_input_shape, measure_
 
 logger = logging.getLogger(__name__)
 _FORMAT = "nasforge-latency-cache"
-_VERSION = 1
+_VERSION = 2  # 2: results carry floor_ms
 
 
 @functools.lru_cache(maxsize=None)
