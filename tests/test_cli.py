@@ -188,3 +188,10 @@ def test_only_the_best_checkpoints_stay_and_others_are_trained_again(tmp_path):
     with torch.no_grad():
         loss = torch.nn.functional.cross_entropy(model(data.x_val), data.y_val).item()
     assert loss == pytest.approx(worst["loss"], rel=1e-3)  # trained again from its seed: the same model
+
+
+def test_eta_is_the_average_pace_of_the_run():
+    from nasforge.cli import eta_text
+    assert eta_text(34.0, 32, 88) == "0:01:34"  # 32 trials in 34 s, 88 to go
+    assert eta_text(3600.0, 1, 2) == "2:00:00"
+    assert eta_text(5.0, 0, 10) == "-:--:--" and eta_text(5.0, 10, 0) == "0:00:00"
