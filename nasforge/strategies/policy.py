@@ -122,6 +122,40 @@ class PolicyCore:
         self.generator.set_state(torch.from_numpy(raw))
 
 
+
+class PolicyStrategy:
+    """The strategy protocol over a :class:`PolicyCore`: subclasses create ``self.core`` and
+    define ``_update(batch)`` (one training step on a batch of (arch, reward, explore)); those
+    with state of their own beyond the replayed history clear it in ``_reset``."""
+
+    core: PolicyCore
+
+    def _reset(self) -> None:
+        """Clear state that replaying the history rebuilds (called before setup and loading)."""
+
+    def _update(self, batch: list[tuple[ArchDict, float, float]]) -> None:
+        raise NotImplementedError
+
+    def setup(self, schema: Schema, rng: np.random.Generator) -> None:
+        self._reset()
+        self.core.setup(schema, rng, self._update)
+
+    def ask(self) -> ArchDict:
+        return self.core.sample()
+
+    def ready(self) -> bool:
+        return self.core.ready()
+
+    def tell(self, arch: ArchDict, result: Result) -> None:
+        self.core.record(arch, result)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.core.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._reset()
+        self.core.load_state_dict(state)
+
 def _key(arch: ArchDict) -> str:
     import json
     return json.dumps(arch, sort_keys=True)

@@ -2,15 +2,12 @@
 head, advantages by GAE over the decision sequence, a clipped ratio, several epochs per batch."""
 from __future__ import annotations
 
-from typing import Any
 
-import numpy as np
 import torch
 
 from nasforge.errors import ConfigError
-from nasforge.space.schema import Schema
-from nasforge.strategies.policy import PolicyCore
-from nasforge.types import ArchDict, Result
+from nasforge.strategies.policy import PolicyCore, PolicyStrategy
+from nasforge.types import ArchDict
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
@@ -25,7 +22,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -
     return advantages
 
 
-class PPO:
+class PPO(PolicyStrategy):
     """Proximal policy optimisation over batches of ``batch_size`` architectures.
 
     Each architecture is an episode of decision steps whose only reward, at the last step, is the
@@ -48,18 +45,6 @@ class PPO:
         self.core = PolicyCore(batch_size, lr, hidden, explore, explore_half_life, value_head=True)
         self.epochs, self.clip, self.gamma, self.lam = epochs, clip, gamma, lam
         self.value_weight, self.entropy_weight = value_weight, entropy_weight
-
-    def setup(self, schema: Schema, rng: np.random.Generator) -> None:
-        self.core.setup(schema, rng, self._update)
-
-    def ask(self) -> ArchDict:
-        return self.core.sample()
-
-    def ready(self) -> bool:
-        return self.core.ready()
-
-    def tell(self, arch: ArchDict, result: Result) -> None:
-        self.core.record(arch, result)
 
     def _update(self, batch: list[tuple[ArchDict, float, float]]) -> None:
         rewards = torch.tensor([r for _, r, _ in batch])
@@ -88,9 +73,3 @@ class PPO:
                 entropy = entropy + torch.stack(rollout.entropies).sum()
                 steps += len(lp_old)
             self.core.step((policy + self.value_weight * value - self.entropy_weight * entropy) / steps)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.core.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.core.load_state_dict(state)

@@ -1,18 +1,15 @@
 """NAS-RL (Zoph & Le, 2017): an LSTM controller trained with REINFORCE."""
 from __future__ import annotations
 
-from typing import Any
 
-import numpy as np
 import torch
 
 from nasforge.errors import ConfigError
-from nasforge.space.schema import Schema
-from nasforge.strategies.policy import PolicyCore
-from nasforge.types import ArchDict, Result
+from nasforge.strategies.policy import PolicyCore, PolicyStrategy
+from nasforge.types import ArchDict
 
 
-class Reinforce:
+class Reinforce(PolicyStrategy):
     """REINFORCE over batches of ``batch_size`` sampled architectures.
 
     The advantage of each is its reward (minus the loss) less an exponential moving average of
@@ -32,18 +29,8 @@ class Reinforce:
         self.baseline_decay, self.entropy_weight = baseline_decay, entropy_weight
         self.baseline: float | None = None
 
-    def setup(self, schema: Schema, rng: np.random.Generator) -> None:
-        self.baseline = None
-        self.core.setup(schema, rng, self._update)
-
-    def ask(self) -> ArchDict:
-        return self.core.sample()
-
-    def ready(self) -> bool:
-        return self.core.ready()
-
-    def tell(self, arch: ArchDict, result: Result) -> None:
-        self.core.record(arch, result)
+    def _reset(self) -> None:
+        self.baseline = None  # rebuilt by replaying the history
 
     def _update(self, batch: list[tuple[ArchDict, float, float]]) -> None:
         rewards = torch.tensor([r for _, r, _ in batch])
@@ -57,10 +44,3 @@ class Reinforce:
         self.core.step(loss / len(batch))
         mean = float(rewards.mean())
         self.baseline = mean if self.baseline is None else self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.core.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.baseline = None
-        self.core.load_state_dict(state)
