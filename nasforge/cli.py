@@ -85,9 +85,10 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
         def on_trial_end(st: Any, trial: Any) -> None:
             best = st.best
             text = f"best {metric} {best.metrics.get(metric, float('nan')):.4f} (trial {best.id})" if best else ""
-            bar.update(task, advance=1, best=text)
             progress = bar.tasks[0]
-            bar.update(task, eta=eta_text(progress.elapsed or 0.0, progress.completed - done, progress.total - progress.completed))
+            completed = progress.completed + 1
+            bar.update(task, completed=completed, best=text,
+                       eta=eta_text(progress.elapsed or 0.0, completed - done, progress.total - completed))
 
         study.run(on_trial_end)
         bar.update(task, completed=bar.tasks[0].total)
