@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from nasforge.train.flat_optim import flat_optimizer
 from nasforge.train.state import optimizer_slots, optimizer_state
 
 Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -251,7 +252,7 @@ class MLPNet:
         self.task = data.task
         self.flat_targets = data.task == "regression" and data.y_train.dim() == 1
         self.stack = StackedMLP([s.linears for s in shapes], [s.activations for s in shapes], trainer.device)
-        self.optimizer = trainer._make_optimizer_for([self.stack.flat])
+        self.optimizer = flat_optimizer(trainer, self.stack.flat)
         if states[0] is not None:
             self._load_optimizer_states(states)  # type: ignore[arg-type]
 
