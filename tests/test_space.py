@@ -152,3 +152,27 @@ def test_build_uses_no_meta_tensors():
     model = mlp_space().build({"depth": 1, "width_0": 3, "activation": "relu"})
     assert all(p.device.type == "cpu" for p in model.parameters())
     assert model(torch.zeros(2, 4)).shape == (2, 3)
+
+
+def test_dry_runs_skip_initialisation_only_in_their_own_thread():
+    import threading
+
+    from nasforge.space.dry import dry_run
+
+    def init_is_random() -> bool:
+        torch.manual_seed(0)
+        return bool(nn.Linear(50, 50).weight.abs().sum() > 0) and not torch.equal(
+            nn.Linear(50, 50).weight, nn.Linear(50, 50).weight)
+
+    other: list[bool] = []
+    with dry_run():
+        weight = torch.zeros(50, 50)
+        assert torch.nn.init.kaiming_uniform_(weight) is weight and not weight.any()  # skipped here
+        thread = threading.Thread(target=lambda: other.append(init_is_random()))
+        thread.start()
+        thread.join()
+    assert other == [True]  # another thread initialises as usual, even during the dry run
+    assert init_is_random()  # and so does this one after it
+    fixed = torch.zeros(4, 4)
+    torch.nn.init.uniform_(fixed, 1.0, 2.0)
+    assert bool((fixed >= 1).all())

@@ -1,17 +1,15 @@
 """A search space: a user's function ``(arch, **context) -> nn.Module`` plus the context it needs."""
 from __future__ import annotations
 
-import contextlib
 import inspect
-import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
-import torch
 from torch import nn
 
 from nasforge.errors import SpaceError
 from nasforge.space.arch import ArchBase, FillArch, FixedArch
+from nasforge.space.dry import dry_run
 from nasforge.space.recording import record_schema
 from nasforge.space.schema import Schema
 from nasforge.types import ArchDict
@@ -49,14 +47,6 @@ def _accepted_kwargs(fn: Callable[..., Any], context: dict[str, Any], args: dict
     return {k: v for k, v in context.items() if k in names}
 
 
-@contextlib.contextmanager
-def _on_meta() -> Iterator[None]:
-    # Building on the meta device allocates nothing, so recording and canonicalising are cheap.
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
 class Space:
     """Builds models from architectures and records the decision schema of a space function."""
 
@@ -68,7 +58,6 @@ class Space:
         self.name = name or getattr(fn, "__name__", "space")
         self.context = _accepted_kwargs(fn, dict(context or {}), dict(args or {}))
         self._schema: Schema | None = None
-        self._meta_ok = True
 
     def __call__(self, arch: ArchBase) -> nn.Module:
         model = self.fn(arch, **self.context)
@@ -77,18 +66,9 @@ class Space:
         return model
 
     def _dry(self, arch: ArchBase) -> nn.Module:
-        """Run the space without allocating weights (meta device), falling back to the CPU."""
-        if self._meta_ok:
-            try:
-                with _on_meta():
-                    return self(arch)
-            except SpaceError:
-                raise
-            except Exception:  # noqa: BLE001 - some code cannot run on meta tensors; use the CPU
-                self._meta_ok = False
-                arch.domains.clear()
-                arch.values.clear()
-        return self(arch)
+        """Run the space without initialising its weights (see :mod:`nasforge.space.dry`)."""
+        with dry_run():
+            return self(arch)
 
     def build(self, arch: ArchDict) -> nn.Module:
         """The model of one architecture, with freshly initialised weights (uses torch's global RNG)."""

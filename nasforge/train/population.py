@@ -59,7 +59,7 @@ class StackedNet(Protocol):
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...  # (C, B, ...) -> losses (C,)
     def predict(self, x: torch.Tensor) -> torch.Tensor: ...  # one input batch for all -> (C, N, n_out)
-    def export(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]: ...  # candidate i: (model, optimizer) states
+    def export(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]: ...  # candidate i's weights into its model; (model, optimizer) states
 
 
 class PopulationTrainer:
@@ -226,9 +226,8 @@ class _Loop:
             if cand.done:
                 continue
             model_state, optimizer_state = self.net.export(i)
-            cand.model.load_state_dict(model_state)
             metrics = dict(cand.curve[-1])
             metrics["params"] = float(sum(p.numel() for p in cand.model.parameters()))
             metrics["train_seconds"] = seconds / len(self.cands)
-            state = {"model": clone_state(cand.model.state_dict()), "optimizer": optimizer_state, **cand.run.dump()}
+            state = {"model": clone_state(model_state), "optimizer": optimizer_state, **cand.run.dump()}
             cand.result = EvalResult(metrics, list(cand.curve), state)

@@ -301,4 +301,4 @@ class MLPNet:
             if name != "step":
                 for slot, piece in zip(slots, self.stack.slot_slices(value, i)):
                     slot[name] = piece.clone()
-        return model.state_dict(), optimizer_state(self.trainer._make_optimizer_for, model, slots, saved.get("step"))
+        return model.state_dict(), optimizer_state(self.trainer.param_group(), slots, saved.get("step"))

@@ -62,6 +62,7 @@ class SupervisedTrainer:
         self.budget_unit, self.epochs = budget_unit, epochs
         self.device = resolve_device(device)
         self._data_on_device: tuple[Data, Data] | None = None
+        self._param_group: dict[str, Any] | None = None
 
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return self._make_optimizer_for(list(model.parameters()))
@@ -74,6 +75,15 @@ class SupervisedTrainer:
             return OPTIMIZERS[self.optimizer](params, fused=True, **kwargs)
         except (RuntimeError, TypeError, ValueError):
             return OPTIMIZERS[self.optimizer](params, **kwargs)
+
+    def param_group(self) -> dict[str, Any]:
+        """The settings torch.optim writes into a param group of its state dict, without "params"
+        (built once: state dicts of stacked candidates are assembled from them)."""
+        if self._param_group is None:
+            probe = torch.zeros(1, device=self.device, requires_grad=True)
+            group = self._make_optimizer_for([probe]).state_dict()["param_groups"][0]
+            self._param_group = {k: v for k, v in group.items() if k != "params"}
+        return self._param_group
 
     def check_budget(self, budget: float) -> None:
         if not budget > 0:

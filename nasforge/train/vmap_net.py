@@ -74,4 +74,4 @@ class VmapNet:
             saved = self.optimizer.state.get(stacked) or {}
             step = saved.get("step", step)
             slots.append({k: v[i].clone() for k, v in saved.items() if k != "step"})
-        return model.state_dict(), optimizer_state(self.trainer._make_optimizer_for, model, slots, step)
+        return model.state_dict(), optimizer_state(self.trainer.param_group(), slots, step)
