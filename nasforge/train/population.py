@@ -195,19 +195,22 @@ class _Loop:
         return (pred - y).pow(2).reshape(C, N, -1).mean(-1).mean(1), None
 
     def _record(self, train_loss: torch.Tensor | None, epoch: float) -> None:
-        loss, acc = self._validate()
+        loss_t, acc_t = self._validate()
+        losses = loss_t.tolist()  # one transfer each, not one per candidate
+        accs = acc_t.tolist() if acc_t is not None else None
+        trains = train_loss.tolist() if train_loss is not None else None
         for i, cand in enumerate(self.cands):
             if cand.done:
                 continue
             point = {"epoch": epoch}
-            if train_loss is not None:
-                point["train_loss"] = float(train_loss[i])
-            point["val_loss"] = float(loss[i])
+            if trains is not None:
+                point["train_loss"] = trains[i]
+            point["val_loss"] = losses[i]
             if not math.isfinite(point["val_loss"]):
                 cand.error = f"FloatingPointError: validation loss became {point['val_loss']} after epoch {epoch:.3g}"
                 continue
-            if acc is not None:
-                point["val_accuracy"] = float(acc[i])
+            if accs is not None:
+                point["val_accuracy"] = accs[i]
             else:
                 point["val_rmse"] = math.sqrt(point["val_loss"])
             cand.curve.append(point)

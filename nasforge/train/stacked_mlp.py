@@ -21,30 +21,41 @@ from torch import nn
 from nasforge.train.flat_optim import flat_optimizer
 from nasforge.train.state import optimizer_slots, optimizer_state
 
-Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""(gradient w.r.t. the activation's output, its input z, its output h) -> gradient w.r.t. z."""
-_A = torch.ops.aten  # the same backward kernels autograd runs, one call each
+Forward = Callable[[torch.Tensor, torch.Tensor], object]
+"""(input z, out): write the activation of z into out."""
+Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], object]
+"""(gradient w.r.t. the activation's output, its input z, its output h, out): write the gradient
+w.r.t. z into out."""
+_A = torch.ops.aten  # the kernels autograd runs, one call each, writing into a slice of one buffer
 
 
-def derivative(act: nn.Module) -> Backward | None:
-    """The backward of the activations we differentiate by hand; None: use autograd."""
+def kernels(act: nn.Module) -> tuple[Forward, Backward] | None:
+    """Forward and backward of the activations we differentiate by hand; None: use autograd.
+    Both write into ``out`` (the candidate rows of one layer's buffer), so candidates with
+    different activations need no concatenation."""
     if isinstance(act, nn.ReLU):
-        return lambda g, z, h: _A.threshold_backward(g, h, 0)
+        return (lambda z, out: _A.relu.out(z, out=out),
+                lambda g, z, h, out: _A.threshold_backward.grad_input(g, h, 0, grad_input=out))
     if isinstance(act, nn.Tanh):
-        return lambda g, z, h: _A.tanh_backward(g, h)
+        return (lambda z, out: _A.tanh.out(z, out=out),
+                lambda g, z, h, out: _A.tanh_backward.grad_input(g, h, grad_input=out))
     if isinstance(act, nn.GELU):
         approximate = act.approximate
-        return lambda g, z, h: _A.gelu_backward(g, z, approximate=approximate)
+        return (lambda z, out: _A.gelu.out(z, approximate=approximate, out=out),
+                lambda g, z, h, out: _A.gelu_backward.grad_input(g, z, approximate=approximate, grad_input=out))
     if isinstance(act, nn.SiLU):
-        return lambda g, z, h: _A.silu_backward(g, z)
+        return (lambda z, out: _A.silu.out(z, out=out),
+                lambda g, z, h, out: _A.silu_backward.grad_input(g, z, grad_input=out))
     if isinstance(act, nn.ELU):
         alpha = float(act.alpha)
-        return lambda g, z, h: _A.elu_backward(g, alpha, 1, 1, False, h)
+        return (lambda z, out: _A.elu.out(z, alpha, 1, 1, out=out),
+                lambda g, z, h, out: _A.elu_backward.grad_input(g, alpha, 1, 1, False, z, grad_input=out))
     if isinstance(act, nn.LeakyReLU):
         slope = float(act.negative_slope)
-        return lambda g, z, h: _A.leaky_relu_backward(g, z, slope, False)
+        return (lambda z, out: _A.leaky_relu.out(z, slope, out=out),
+                lambda g, z, h, out: _A.leaky_relu_backward.grad_input(g, z, slope, False, grad_input=out))
     if isinstance(act, nn.Identity):
-        return lambda g, z, h: g
+        return lambda z, out: out.copy_(z), lambda g, z, h, out: out.copy_(g)
     return None
 
 
@@ -144,12 +155,14 @@ class StackedMLP:
                     self.W[l][i, :lin.out_features, :lin.in_features] = lin.weight.detach().to(device)
                     self.b[l][i, :lin.out_features] = lin.bias.detach().to(device)
         self.segments = _segments(activations, self.depth)
-        self.manual = all(derivative(act) is not None for layer in self.segments for act, _, _ in layer)
+        self.manual = all(kernels(act) is not None for layer in self.segments for act, _, _ in layer)
         # Per-step work is mostly dispatch: bind everything a step needs once.
         self.bias_rows = [b.unsqueeze(1) for b in self.b]
         self.W_t = [w.transpose(1, 2) for w in self.W]
-        self.backwards = [[(derivative(act), a, e) for act, a, e in layer] for layer in self.segments] if self.manual else []
-        self.forwards = [[(act.forward, a, e) for act, a, e in layer] for layer in self.segments]
+        pairs = [[(kernels(act), a, e) for act, a, e in layer] for layer in self.segments] if self.manual else []
+        self.forwards = [[(k[0], a, e) for k, a, e in layer] for layer in pairs]  # type: ignore[index]
+        self.backwards = [[(k[1], a, e) for k, a, e in layer] for layer in pairs]  # type: ignore[index]
+        self.modules = [[(act, a, e) for act, a, e in layer] for layer in self.segments]  # for autograd
 
     def _view(self, buffer: torch.Tensor, k: int, dims: list[tuple[int, int]]) -> torch.Tensor:
         l = k if k <= self.depth else k - self.depth - 1
@@ -166,8 +179,17 @@ class StackedMLP:
             z = torch.baddbmm(self.bias_rows[l], h, self.W_t[l])
             if keep:
                 saved.append((h, z))
-            runs = self.forwards[l]
-            h = runs[0][0](z) if len(runs) == 1 else torch.cat([act(z[a:e]) for act, a, e in runs])
+            if self.manual:
+                h = torch.empty_like(z)
+                runs = self.forwards[l]
+                if len(runs) == 1:
+                    runs[0][0](z, h)
+                else:
+                    for fwd, a, e in runs:
+                        fwd(z[a:e], h[a:e])
+            else:  # autograd: activations out of place, rows joined
+                mods = self.modules[l]
+                h = mods[0][0](z) if len(mods) == 1 else torch.cat([act(z[a:e]) for act, a, e in mods])
         if keep:
             saved.append((h, h))
         return torch.baddbmm(self.bias_rows[self.depth], h, self.W_t[self.depth]), saved
@@ -183,12 +205,14 @@ class StackedMLP:
                 break
             z_prev = saved[l - 1][1]  # pre-activation of the hidden layer below
             out_prev = saved[l][0]  # its activation output, which fed layer l
-            grad_h = torch.bmm(delta, self.W[l])
+            delta = torch.bmm(delta, self.W[l])  # the gradient w.r.t. h, made w.r.t. z in place below
             runs = self.backwards[l - 1]
             if len(runs) == 1:
-                delta = runs[0][0](grad_h, z_prev, out_prev)  # type: ignore[misc]
+                runs[0][0](delta, z_prev, out_prev, delta)
             else:
-                delta = torch.cat([bwd(grad_h[a:e], z_prev[a:e], out_prev[a:e]) for bwd, a, e in runs])  # type: ignore[misc]
+                for bwd, a, e in runs:
+                    part = delta[a:e]
+                    bwd(part, z_prev[a:e], out_prev[a:e], part)
 
     # --- per-candidate views -----------------------------------------------------------------
     def layer_slices(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor, nn.Linear]]:
