@@ -22,8 +22,10 @@ activation relu/tanh/gelu; Adam lr 0.01, batch 32):
 The peers train with the plain PyTorch loop below on the same data tensors (a fresh model per
 trial, ``torch.manual_seed`` per trial; validation cross-entropy after every epoch). They ask all
 six widths in every trial and use the first ``depth`` (a fixed-length space, as the chapter pads
-widths), so Optuna's GP models every decision. Every tool runs in this one process (Ray's trials
-in its worker processes) with ``torch.set_num_threads(1)``; the peers run one trial at a time,
+widths), so Optuna's GP models every decision; ``optuna-dl`` is Optuna with the textbook
+DataLoader loop instead of the shuffled index. Every tool runs in this one process (Ray's trials
+in its worker processes) with ``torch.set_num_threads(1)`` (``--threads N``: N for nasforge and
+Optuna); the peers run one trial at a time,
 nasforge runs with ``workers: 1`` and the executor its config picks (``--nasforge-executor serial``
 forces one job at a time). Ray gets ``ray.init(num_cpus=2)`` once for the whole run (its start-up
 time is printed apart) and 2 CPUs per trial, so one trial at a time.
@@ -65,7 +67,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 MAX_DEPTH, MIN_WIDTH, MAX_WIDTH = 6, 2, 100
 LR, BATCH_SIZE = 0.01, 32
-TOOLS = ("nasforge", "optuna", "ray")
+TOOLS = ("nasforge", "optuna", "optuna-dl", "ray")
+DEFAULT_TOOLS = ("nasforge", "optuna", "ray")
 
 
 # --- the experiments ---------------------------------------------------------------------------
@@ -151,15 +154,21 @@ def adam(params: list[nn.Parameter]) -> torch.optim.Optimizer:
 
 
 class PlainRun:
-    """One trial's training: a fresh seeded model, Adam, shuffled mini-batches, val loss per epoch."""
+    """One trial's training: a fresh seeded model, Adam, shuffled mini-batches, val loss per epoch.
 
-    def __init__(self, config: dict[str, Any], tensors: dict[str, torch.Tensor], seed: int):
+    The batches come from a shuffled index (``loader=False``, the fast loop) or from the textbook
+    ``DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)`` (``loader=True``, the
+    ``optuna-dl`` tool): same data, same batch size, same model and optimiser."""
+
+    def __init__(self, config: dict[str, Any], tensors: dict[str, torch.Tensor], seed: int, loader: bool = False):
         torch.manual_seed(seed)
         self.x, self.y, self.xv, self.yv = (tensors[k] for k in ("x_train", "y_train", "x_val", "y_val"))
         widths = [int(config[f"width_{i}"]) for i in range(MAX_DEPTH)]
         self.model = build_mlp(int(config["depth"]), widths, config["activation"], self.x.shape[1], int(tensors["n_out"]))
         self.optimizer = adam(list(self.model.parameters()))
         self.generator = torch.Generator().manual_seed(seed)
+        self.loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.x, self.y), batch_size=BATCH_SIZE,
+                                                  shuffle=True, generator=self.generator) if loader else None
         self.loss_fn = nn.CrossEntropyLoss()
         self.epoch = 0
         self.seconds = 0.0  # time spent in train_epoch (training and validation)
@@ -168,10 +177,8 @@ class PlainRun:
         """Train one epoch; the validation loss after it."""
         start = time.perf_counter()
         self.model.train()
-        order = torch.randperm(len(self.x), generator=self.generator)
-        for i in range(0, len(order), BATCH_SIZE):
-            idx = order[i:i + BATCH_SIZE]
-            loss = self.loss_fn(self.model(self.x[idx]), self.y[idx])
+        for x, y in self._batches():
+            loss = self.loss_fn(self.model(x), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -181,6 +188,15 @@ class PlainRun:
             value = float(self.loss_fn(self.model(self.xv), self.yv))
         self.seconds += time.perf_counter() - start
         return value
+
+    def _batches(self) -> Any:
+        if self.loader is not None:
+            yield from self.loader
+            return
+        order = torch.randperm(len(self.x), generator=self.generator)
+        for i in range(0, len(order), BATCH_SIZE):
+            idx = order[i:i + BATCH_SIZE]
+            yield self.x[idx], self.y[idx]
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -218,7 +234,8 @@ def run_nasforge(exp: Experiment, seed: int, scratch: Path, executor: str) -> Ou
 
 
 # --- Optuna -------------------------------------------------------------------------------------
-def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any], storage: str) -> Outcome:
+def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any], storage: str,
+               loader: bool = False) -> Outcome:
     import optuna
 
     start = time.perf_counter()
@@ -232,7 +249,7 @@ def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any
                   if exp.key == "sh" else
                   optuna.pruners.HyperbandPruner(min_resource=exp.min_epochs, max_resource=exp.max_epochs,
                                                  reduction_factor=exp.eta))
-    url = f"sqlite:///{scratch / f'optuna-{exp.key}-{seed}.db'}" if storage == "sqlite" else None
+    url = f"sqlite:///{scratch / f'optuna-{exp.key}-{seed}-{int(loader)}.db'}" if storage == "sqlite" else None
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner, storage=url,
                                 study_name=f"{exp.key}-{seed}")
     curves: dict[int, list[float]] = {}
@@ -242,7 +259,7 @@ def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any
         config = {"depth": trial.suggest_int("depth", 1, MAX_DEPTH),
                   **{f"width_{i}": trial.suggest_int(f"width_{i}", MIN_WIDTH, MAX_WIDTH) for i in range(MAX_DEPTH)},
                   "activation": trial.suggest_categorical("activation", list(ACTIVATIONS))}
-        run = PlainRun(config, tensors, trial_seed(seed, trial.number))
+        run = PlainRun(config, tensors, trial_seed(seed, trial.number), loader)
         curve = curves.setdefault(trial.number, [])
         value = math.nan
         try:
@@ -418,7 +435,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     parser.add_argument("--experiments", default="sh,hb,bo", help="a subset of sh,hb,bo")
-    parser.add_argument("--tools", default=",".join(TOOLS), help="a subset of nasforge,optuna,ray")
+    parser.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
+                        help="a subset of nasforge,optuna,optuna-dl,ray (optuna-dl: Optuna with the textbook "
+                             "DataLoader loop; default nasforge,optuna,ray)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads for nasforge and Optuna (default 1; Ray's trials keep 1 each)")
     parser.add_argument("--quick", action="store_true", help="fewer trials and epochs: a smoke run")
     parser.add_argument("--nasforge-executor", choices=("auto", "serial"), default="auto",
                         help="nasforge's executor: its config default (auto) or the serial one-job-at-a-time executor")
@@ -458,7 +479,7 @@ def nasforge_version() -> str:
 def available_tools(wanted: list[str]) -> list[str]:
     tools = []
     for tool in wanted:
-        module = {"nasforge": "nasforge", "optuna": "optuna", "ray": "ray.tune"}[tool]
+        module = {"nasforge": "nasforge", "optuna": "optuna", "optuna-dl": "optuna", "ray": "ray.tune"}[tool]
         try:
             __import__(module)
         except ImportError as exc:
@@ -470,11 +491,11 @@ def available_tools(wanted: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", module="optuna")
     tools = available_tools(args.tools)
     exps = [experiments(args.quick)[k] for k in args.experiments]
-    if "optuna" in tools:
+    if "optuna" in tools or "optuna-dl" in tools:
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if any(e.key == "bo" for e in exps) and not hasattr(optuna.samplers, "GPSampler"):
@@ -483,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
     tensors = {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val, "y_val": data.y_val,
                "n_out": data.n_out}
     print(f"hpo_vs_peers: {data.summary()}; seeds 0..{args.seeds - 1}; torch {torch.__version__}, "
-          f"torch.set_num_threads(1) for every tool; one process, peers one trial at a time, nasforge workers=1 "
+          f"torch.set_num_threads({args.threads}) for nasforge and Optuna; one process, peers one trial at a time, nasforge workers=1 "
           f"(executor: {args.nasforge_executor})"
           + (f" (Ray: {args.ray_trial_cpus} CPU(s) per trial of 2, reuse_actors={args.ray_reuse_actors})"
              if "ray" in tools else ""))
@@ -507,6 +528,8 @@ def main(argv: list[str] | None = None) -> None:
                 runners["nasforge"] = lambda s, e=exp: run_nasforge(e, s, scratch, args.nasforge_executor)
             if "optuna" in tools:
                 runners["optuna"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage)
+            if "optuna-dl" in tools:
+                runners["optuna-dl"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage, True)
             if "ray" in tools and exp.key != "bo":
                 runners["ray"] = lambda s, e=exp: run_ray(e, s, scratch, tensors, args.ray_trial_cpus,
                                                           args.ray_reuse_actors)

@@ -233,3 +233,18 @@ def test_a_study_of_repeated_cnns_runs_batched_as_serial(tmp_path):
     assert len(set(archs)) < len(archs)  # repeats, so the vmap path ran
     for b, s in zip(batched.trials, serial.trials):
         assert b.arch == s.arch and b.loss == pytest.approx(s.loss, **STUDY_LOSS)
+
+
+@pytest.mark.parametrize("max_bytes", [1, 200, 1 << 20])
+def test_batches_gathered_in_chunks_equal_indexing_each_step(max_bytes):
+    from nasforge.train.population import _Batches
+
+    x, y = torch.randn(23, 3, 2), torch.arange(23)
+    orders = torch.stack([torch.randperm(23, generator=torch.Generator().manual_seed(s)) for s in range(4)])
+    batches = _Batches(x, y, 5, max_bytes=max_bytes)
+    for position in [10, 15, 20, 0, 5, 10, 15, 20]:  # resumed mid-epoch, then a new epoch
+        if position == 0:
+            orders = orders.flip(1).clone()
+        got_x, got_y = batches.at(orders, position)
+        idx = orders[:, position:position + 5]
+        assert torch.equal(got_x, x[idx]) and torch.equal(got_y, y[idx])

@@ -125,6 +125,30 @@ class PopulationTrainer:
         return [sorted(g, key=lambda c: c.shape.activation_keys) for g in groups]  # type: ignore[union-attr]
 
 
+class _Batches:
+    """Each candidate's mini-batches in its own order, gathered a chunk of steps at a time (one
+    indexing op per chunk instead of two per step), at most ~``max_bytes`` of inputs at once."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, max_bytes: int = 32 << 20):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.max_bytes = max_bytes
+        self._orders: torch.Tensor | None = None
+        self._start = self._stop = 0
+        self._xs = self._ys = x
+
+    def at(self, orders: torch.Tensor, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (C, B, ...) and targets (C, B, ...) of the batch starting at ``position``."""
+        end = min(position + self.batch_size, orders.shape[1])
+        if orders is not self._orders or position < self._start or end > self._stop:
+            row_bytes = orders.shape[0] * max(1, self.x[0].numel()) * self.x.element_size()
+            steps = max(1, self.max_bytes // max(1, row_bytes * self.batch_size))
+            self._orders, self._start = orders, position
+            self._stop = min(orders.shape[1], position + steps * self.batch_size)
+            chunk = orders[:, self._start:self._stop]
+            self._xs, self._ys = self.x[chunk], self.y[chunk]
+        return self._xs[:, position - self._start:end - self._start], self._ys[:, position - self._start:end - self._start]
+
+
 class _Loop:
     """The training loop of one group, shared by every kind of stacked network: per-candidate
     data orders, steps, epochs, curves and the states to continue from, as the trainer keeps them."""
@@ -140,6 +164,7 @@ class _Loop:
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1) if self.flatten else x
 
+    @torch.no_grad()  # the nets compute their own gradients (by hand, or torch.func under vmap)
     def train(self) -> None:
         trainer, data = self.trainer, self.data
         n = len(data.x_train)
@@ -156,6 +181,7 @@ class _Loop:
         totals = torch.zeros(len(runs), device=self.device)
         count, stepped = 0, False
         orders = torch.stack([r.order for r in runs]) if lead.position else None  # type: ignore[misc]  # resuming mid-epoch
+        batches = _Batches(x_all, data.y_train, trainer.batch_size)
         while lead.steps < target:
             stepped = True
             if lead.position == 0:
@@ -164,9 +190,9 @@ class _Loop:
                     if fixed is not None:
                         r.order = fixed[r.order]
                 orders = torch.stack([r.order for r in runs])  # type: ignore[misc]
-            idx = orders[:, lead.position:lead.position + trainer.batch_size]  # type: ignore[index]
-            size = idx.shape[1]
-            totals += self.net.step(x_all[idx], data.y_train[idx]) * size
+            x, y = batches.at(orders, lead.position)  # type: ignore[arg-type]
+            size = x.shape[1]
+            totals.add_(self.net.step(x, y), alpha=size)
             count += size
             lead.steps, lead.position, lead.seen = lead.steps + 1, lead.position + size, lead.seen + size
             if lead.position >= subset:

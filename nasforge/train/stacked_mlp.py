@@ -11,6 +11,7 @@ the arithmetic. Other activations fall back to autograd over the same buffers.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -247,23 +248,37 @@ def _segments(activations: list[list[nn.Module]], depth: int) -> list[list[tuple
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _minus_ones(C: int, B: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.full((C, B, 1), -1.0, dtype=dtype, device=device)
+
+
 def loss_and_delta(out: torch.Tensor, y: torch.Tensor, task: str, flat_targets: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-candidate mean loss (C,) and its gradient w.r.t. ``out`` for the sum over candidates."""
+    """Per-candidate mean loss (C,) and its gradient w.r.t. ``out`` for the sum over candidates
+    (in place where it can: no autograd runs through this)."""
     C, B = y.shape[:2]
     if task == "classification":
+        picks = y.unsqueeze(-1)
         logp = torch.log_softmax(out, dim=-1)
-        losses = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
-        delta = torch.exp(logp)
-        delta.scatter_add_(-1, y.unsqueeze(-1), torch.full((C, B, 1), -1.0, dtype=out.dtype, device=out.device))
-        return losses, delta / B
+        losses = logp.gather(-1, picks).mean(1).squeeze(-1).neg_()
+        delta = logp.exp_()  # softmax; minus one at the target below
+        delta.scatter_add_(-1, picks, _minus_ones(C, B, out.dtype, out.device))
+        return losses, delta.div_(B)
     pred = out[..., 0] if flat_targets else out
     diff = pred - y.to(pred.dtype)
-    per_row = diff.pow(2).reshape(C, B, -1).mean(-1)
-    losses = per_row.mean(1)
+    losses = diff.square().reshape(C, B, -1).mean(-1).mean(1)
     k = 1 if flat_targets else diff.shape[-1]
-    delta = (2.0 / (B * k)) * diff
+    delta = diff.mul_(2.0 / (B * k))
     return losses, delta.unsqueeze(-1) if flat_targets else delta
 
+
+def mean_losses(out: torch.Tensor, y: torch.Tensor, task: str, flat_targets: bool) -> torch.Tensor:
+    """Per-candidate mean loss (C,), differentiable (for the autograd path)."""
+    C, B = y.shape[:2]
+    if task == "classification":
+        return nn.functional.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(C, B).mean(1)
+    pred = out[..., 0] if flat_targets else out
+    return (pred - y.to(pred.dtype)).square().reshape(C, B, -1).mean(-1).mean(1)
 
 
 class MLPNet:
@@ -295,16 +310,19 @@ class MLPNet:
             self.optimizer.state[flat] = {"step": torch.as_tensor(step, dtype=torch.float32).clone(), **buffers}
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.stack.manual:
+        """One step of every candidate."""
+        if torch.is_grad_enabled():  # the training loop runs under no_grad; a direct call may not
             with torch.no_grad():
-                out, saved = self.stack.forward(x, keep=True)
-                losses, delta = loss_and_delta(out, y, self.task, self.flat_targets)
-                self.stack.backward(delta, saved)
+                return self.step(x, y)
+        if self.stack.manual:
+            out, saved = self.stack.forward(x, keep=True)
+            losses, delta = loss_and_delta(out, y, self.task, self.flat_targets)
+            self.stack.backward(delta, saved)
         else:  # an activation without a hand-written backward: let autograd do it
             self.stack.flat.grad = None
             with torch.enable_grad():
                 out, _ = self.stack.forward(x)
-                losses, _ = loss_and_delta(out, y, self.task, self.flat_targets)
+                losses = mean_losses(out, y, self.task, self.flat_targets)
                 losses.sum().backward()
         self.optimizer.step()
         return losses.detach()
