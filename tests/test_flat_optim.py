@@ -22,8 +22,9 @@ def test_equals_torch_optim_fused_and_shares_its_state(name):
     start = torch.randn(1000)
     grads = [torch.randn(1000) * 10 ** k for k in range(-3, 3)]
     ours, theirs = start.clone().requires_grad_(), start.clone().requires_grad_()
-    direct = FusedFlatAdam(ours, name, lr=0.01, weight_decay=0.1)
     reference = OPTIMIZERS[name]([theirs], lr=0.01, weight_decay=0.1, fused=True)
+    group = {k: v for k, v in reference.state_dict()["param_groups"][0].items() if k != "params"}
+    direct = FusedFlatAdam(ours, name, group)
     _steps(direct, ours, grads[:3])
     _steps(reference, theirs, grads[:3])
     assert torch.equal(ours, theirs)
@@ -32,7 +33,7 @@ def test_equals_torch_optim_fused_and_shares_its_state(name):
         assert torch.equal(direct.state[ours][key], reference.state[theirs][key]), key
     # a state handed over continues identically: torch.optim's state into ours
     moved = theirs.detach().clone().requires_grad_()
-    resumed = FusedFlatAdam(moved, name, lr=0.01, weight_decay=0.1)
+    resumed = FusedFlatAdam(moved, name, group)
     resumed.state[moved] = {k: v.clone() for k, v in reference.state[theirs].items()}
     _steps(resumed, moved, grads[3:])
     _steps(reference, theirs, grads[3:])

@@ -96,10 +96,12 @@ def test_every_hand_differentiated_activation_matches_autograd(iris):
             assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS), i
 
 
-def test_states_interoperate_with_the_one_by_one_trainer(iris):
-    """Train 2.5 epochs together, continue alone to 5 (and the reverse): as if trained straight."""
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_states_interoperate_with_the_one_by_one_trainer(iris, optimizer):
+    """Train 2.5 epochs together, continue alone to 5 (and the reverse): as if trained straight.
+    SGD keeps no step count, Adam does: both states must load into a group."""
     space, population = archs(iris, 6, seed=1)
-    trainer = SupervisedTrainer(device="cpu")
+    trainer = SupervisedTrainer(optimizer=optimizer, device="cpu")
     first, _ = together(space, iris, trainer, [(a, i, 2.5, None) for i, a in enumerate(population)])
     for i, (arch, cand) in enumerate(zip(population, first)):
         straight = alone(space, iris, trainer, arch, i, 5)

@@ -16,14 +16,16 @@ KERNELS = {"adam": "_fused_adam_", "adamw": "_fused_adamw_"}
 
 
 class FusedFlatAdam:
-    """``step()`` and ``state`` of torch.optim.Adam/AdamW(fused=True) for one parameter."""
+    """``step()`` and ``state`` of torch.optim.Adam/AdamW(fused=True) for one parameter, with the
+    settings of one of their state dicts' param groups (``lr``, ``betas``, ``eps``, ...)."""
 
-    def __init__(self, param: torch.Tensor, name: str, lr: float, weight_decay: float,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(self, param: torch.Tensor, name: str, group: dict[str, Any]):
         self.param = param
         self.kernel = getattr(torch, KERNELS[name])
-        self.options: dict[str, Any] = {"amsgrad": False, "lr": lr, "beta1": betas[0], "beta2": betas[1],
-                                        "weight_decay": weight_decay, "eps": eps, "maximize": False}
+        beta1, beta2 = group["betas"]
+        self.options: dict[str, Any] = {"amsgrad": False, "lr": group["lr"], "beta1": beta1, "beta2": beta2,
+                                        "weight_decay": group["weight_decay"], "eps": group["eps"],
+                                        "maximize": group["maximize"]}
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
 
     def step(self) -> None:
@@ -39,9 +41,10 @@ class FusedFlatAdam:
 
 
 def flat_optimizer(trainer: Any, param: torch.Tensor) -> Any:
-    """The optimiser a group's flat parameter trains with: the direct fused kernel where there is
-    one (Adam, AdamW on CPU and CUDA), else the trainer's torch.optim optimiser."""
-    fused = getattr(torch, KERNELS.get(trainer.optimizer, ""), None) if trainer.optimizer in KERNELS else None
-    if fused is None or param.device.type not in ("cpu", "cuda") or param.dtype != torch.float32:
+    """The optimiser a group's flat parameter trains with: the fused kernel called directly where
+    the trainer's own optimiser is fused Adam or AdamW (its settings come from that optimiser),
+    else the trainer's torch.optim optimiser."""
+    group = trainer.param_group()  # built on the trainer's device, float32, as the flat buffer is
+    if trainer.optimizer not in KERNELS or not group.get("fused") or group.get("amsgrad") or param.dtype != torch.float32:
         return trainer._make_optimizer_for([param])
-    return FusedFlatAdam(param, trainer.optimizer, trainer.lr, trainer.weight_decay)
+    return FusedFlatAdam(param, trainer.optimizer, group)

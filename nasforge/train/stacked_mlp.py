@@ -5,9 +5,8 @@ weights and biases are views of one flat tensor (and all gradients of one flat g
 optimiser step over one tensor updates every candidate: Adam and SGD are elementwise, so each
 candidate's update is exactly the one its own optimiser would make.
 
-Forward and backward are written out with batched matrix products when every activation has a
-known derivative (the usual case): no autograd graph, which for small networks costs more than
-the arithmetic. Other activations fall back to autograd over the same buffers.
+Forward and backward are written out with batched matrix products and ATen's activation
+kernels: no autograd graph, which for small networks costs more than the arithmetic.
 """
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from nasforge.train.flat_optim import flat_optimizer
-from nasforge.train.state import optimizer_slots, optimizer_state
+from nasforge.train.state import optimizer_slots, optimizer_state, with_step
 
 Forward = Callable[[torch.Tensor, torch.Tensor], object]
 """(input z, out): write the activation of z into out."""
@@ -31,8 +30,9 @@ _A = torch.ops.aten  # the kernels autograd runs, one call each, writing into a 
 
 
 def kernels(act: nn.Module) -> tuple[Forward, Backward] | None:
-    """Forward and backward of the activations we differentiate by hand; None: use autograd.
-    Both write into ``out`` (the candidate rows of one layer's buffer), so candidates with
+    """Forward and backward of the activations a stacked group takes: those with f(0) = 0 (a
+    zero-padded unit must stay exactly zero), differentiated by hand; None for any other. Both
+    write into ``out`` (the candidate rows of one layer's buffer), so candidates with
     different activations need no concatenation."""
     if isinstance(act, nn.ReLU):
         return (lambda z, out: _A.relu.out(z, out=out),
@@ -60,8 +60,6 @@ def kernels(act: nn.Module) -> tuple[Forward, Backward] | None:
     return None
 
 
-ZERO_PRESERVING = (nn.ReLU, nn.Tanh, nn.GELU, nn.ELU, nn.SiLU, nn.LeakyReLU, nn.Identity)
-"""Activations with f(0) = 0: only these keep zero-padded units at exactly zero."""
 OVERHEAD_FLOPS = 1.5e7
 """What one extra group costs per training step, in floating-point operations: the fixed
 per-step work (Python, op dispatch, autograd, the optimiser) takes ~1 ms on a CPU core, as long
@@ -77,10 +75,6 @@ class MLPShape:
     @property
     def depth(self) -> int:
         return len(self.linears) - 1
-
-    @property
-    def width(self) -> int:
-        return max((lin.out_features for lin in self.linears[:-1]), default=0)
 
     @property
     def flops(self) -> float:
@@ -103,7 +97,7 @@ def mlp_shape(model: nn.Module) -> MLPShape | None:
     linears, acts = mods[0::2], mods[1::2]
     if not all(type(m) is nn.Linear and m.bias is not None for m in linears):
         return None
-    if not all(isinstance(a, ZERO_PRESERVING) for a in acts):
+    if not all(kernels(a) is not None for a in acts):
         return None
     if any(a.out_features != b.in_features for a, b in zip(linears, linears[1:])):
         return None
@@ -112,16 +106,16 @@ def mlp_shape(model: nn.Module) -> MLPShape | None:
 
 
 
-def _widths(shapes: list[MLPShape]) -> list[int]:
+def _widths(linears: list[list[nn.Linear]]) -> list[int]:
     """Padded width of each layer's output: the widest candidate there (same depth in a group)."""
-    return [max(s.linears[j].out_features for s in shapes) for j in range(shapes[0].depth + 1)]
+    return [max(lins[j].out_features for lins in linears) for j in range(len(linears[0]))]
 
 
 def mlp_cost(shapes: list[MLPShape], batch: int) -> float:
     """FLOPs of one training step of the padded group (forward + backward), plus its fixed cost."""
     if not shapes:
         return 0.0
-    widths = _widths(shapes)
+    widths = _widths([s.linears for s in shapes])
     n_in = shapes[0].linears[0].in_features
     per_sample = sum(a * b for a, b in zip([n_in] + widths[:-1], widths))
     return 6.0 * len(shapes) * per_sample * batch + OVERHEAD_FLOPS
@@ -138,7 +132,7 @@ class StackedMLP:
         self.C = len(linears)
         self.depth = len(linears[0]) - 1
         self.n_in = linears[0][0].in_features
-        self.widths = [max(lin[j].out_features for lin in linears) for j in range(self.depth + 1)]
+        self.widths = _widths(linears)
         dims = [(w, self.n_in if l == 0 else self.widths[l - 1]) for l, w in enumerate(self.widths)]
         sizes = [self.C * o * i for o, i in dims] + [self.C * o for o, _ in dims]
         self.flat = torch.zeros(sum(sizes), device=device, requires_grad=True)
@@ -155,15 +149,12 @@ class StackedMLP:
                 for l, lin in enumerate(lins):
                     self.W[l][i, :lin.out_features, :lin.in_features] = lin.weight.detach().to(device)
                     self.b[l][i, :lin.out_features] = lin.bias.detach().to(device)
-        self.segments = _segments(activations, self.depth)
-        self.manual = all(kernels(act) is not None for layer in self.segments for act, _, _ in layer)
         # Per-step work is mostly dispatch: bind everything a step needs once.
         self.bias_rows = [b.unsqueeze(1) for b in self.b]
         self.W_t = [w.transpose(1, 2) for w in self.W]
-        pairs = [[(kernels(act), a, e) for act, a, e in layer] for layer in self.segments] if self.manual else []
+        pairs = [[(kernels(act), a, e) for act, a, e in layer] for layer in _segments(activations, self.depth)]
         self.forwards = [[(k[0], a, e) for k, a, e in layer] for layer in pairs]  # type: ignore[index]
         self.backwards = [[(k[1], a, e) for k, a, e in layer] for layer in pairs]  # type: ignore[index]
-        self.modules = [[(act, a, e) for act, a, e in layer] for layer in self.segments]  # for autograd
 
     def _view(self, buffer: torch.Tensor, k: int, dims: list[tuple[int, int]]) -> torch.Tensor:
         l = k if k <= self.depth else k - self.depth - 1
@@ -180,17 +171,13 @@ class StackedMLP:
             z = torch.baddbmm(self.bias_rows[l], h, self.W_t[l])
             if keep:
                 saved.append((h, z))
-            if self.manual:
-                h = torch.empty_like(z)
-                runs = self.forwards[l]
-                if len(runs) == 1:
-                    runs[0][0](z, h)
-                else:
-                    for fwd, a, e in runs:
-                        fwd(z[a:e], h[a:e])
-            else:  # autograd: activations out of place, rows joined
-                mods = self.modules[l]
-                h = mods[0][0](z) if len(mods) == 1 else torch.cat([act(z[a:e]) for act, a, e in mods])
+            h = torch.empty_like(z)
+            runs = self.forwards[l]
+            if len(runs) == 1:
+                runs[0][0](z, h)
+            else:
+                for fwd, a, e in runs:
+                    fwd(z[a:e], h[a:e])
         if keep:
             saved.append((h, h))
         return torch.baddbmm(self.bias_rows[self.depth], h, self.W_t[self.depth]), saved
@@ -272,15 +259,6 @@ def loss_and_delta(out: torch.Tensor, y: torch.Tensor, task: str, flat_targets: 
     return losses, delta.unsqueeze(-1) if flat_targets else delta
 
 
-def mean_losses(out: torch.Tensor, y: torch.Tensor, task: str, flat_targets: bool) -> torch.Tensor:
-    """Per-candidate mean loss (C,), differentiable (for the autograd path)."""
-    C, B = y.shape[:2]
-    if task == "classification":
-        return nn.functional.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(C, B).mean(1)
-    pred = out[..., 0] if flat_targets else out
-    return (pred - y.to(pred.dtype)).square().reshape(C, B, -1).mean(-1).mean(1)
-
-
 class MLPNet:
     """A group of same-depth MLPs as a :class:`StackedMLP` with one optimiser over its buffer
     (the :class:`~nasforge.train.population.StackedNet` protocol)."""
@@ -307,25 +285,18 @@ class MLPNet:
                 for dst, slot in zip(self.stack.slot_slices(buffer, i), slots):
                     dst.copy_(slot[name])
         if buffers:
-            self.optimizer.state[flat] = {"step": torch.as_tensor(step, dtype=torch.float32).clone(), **buffers}
+            self.optimizer.state[flat] = with_step(step, buffers)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One step of every candidate."""
         if torch.is_grad_enabled():  # the training loop runs under no_grad; a direct call may not
             with torch.no_grad():
                 return self.step(x, y)
-        if self.stack.manual:
-            out, saved = self.stack.forward(x, keep=True)
-            losses, delta = loss_and_delta(out, y, self.task, self.flat_targets)
-            self.stack.backward(delta, saved)
-        else:  # an activation without a hand-written backward: let autograd do it
-            self.stack.flat.grad = None
-            with torch.enable_grad():
-                out, _ = self.stack.forward(x)
-                losses = mean_losses(out, y, self.task, self.flat_targets)
-                losses.sum().backward()
+        out, saved = self.stack.forward(x, keep=True)
+        losses, delta = loss_and_delta(out, y, self.task, self.flat_targets)
+        self.stack.backward(delta, saved)
         self.optimizer.step()
-        return losses.detach()
+        return losses
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.stack.forward(x.unsqueeze(0).expand(self.stack.C, *x.shape))

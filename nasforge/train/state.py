@@ -51,13 +51,17 @@ def optimizer_slots(make_optimizer: Any, model: torch.nn.Module, saved: dict[str
     return slots, step
 
 
+def with_step(step: Any, slots: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """One parameter's optimiser state: its slots and, for optimisers that count steps (Adam, not
+    SGD: ``step`` None), a step tensor of its own (float32, which the fused kernels need)."""
+    return dict(slots) if step is None else {"step": torch.as_tensor(step, dtype=torch.float32).clone(), **slots}
+
+
 def optimizer_state(group: dict[str, Any], slots: list[dict[str, torch.Tensor]], step: Any) -> dict[str, Any]:
     """The inverse of :func:`optimizer_slots`: the state dict torch.optim would write for one
     model's parameters, given their slots, the step count and the optimiser's param-group
     settings (``SupervisedTrainer.param_group``)."""
-    counted = {} if step is None else {"step": step}  # SGD keeps no step count
-    state = {i: {**{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in counted.items()}, **slot}
-             for i, slot in enumerate(slots) if slot}
+    state = {i: with_step(step, slot) for i, slot in enumerate(slots) if slot}
     return {"state": state, "param_groups": [{**group, "params": list(range(len(slots)))}]}
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from nasforge.train.state import optimizer_slots, optimizer_state
+from nasforge.train.state import optimizer_slots, optimizer_state, with_step
 from nasforge.train.trainer import SupervisedTrainer, _shape_like
 
 _STATEFUL = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
@@ -50,8 +50,7 @@ class VmapNet:
         for j, stacked in enumerate(self.params.values()):
             slots = [slots[j] for slots, _ in per_model]
             if slots[0]:
-                self.optimizer.state[stacked] = {"step": torch.as_tensor(step, dtype=torch.float32).clone(),
-                                                 **{name: torch.stack([s[name] for s in slots]) for name in slots[0]}}
+                self.optimizer.state[stacked] = with_step(step, {name: torch.stack([s[name] for s in slots]) for name in slots[0]})
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         grads, losses = self._grad_and_loss(self.params, self.buffers, x, y)
