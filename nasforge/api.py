@@ -97,6 +97,8 @@ def _hardware(cfg: StudyConfig, data: Any) -> HardwareSettings | None:
     shape = tuple(hw.input_shape) if hw.input_shape else getattr(data, "input_shape", None)
     if not shape:
         raise ConfigError("hardware: measuring a model needs an input shape; give hardware.input_shape or a dataset")
+    from nasforge.hardware.latency import resolve_measure_device
+    resolve_measure_device(hw.device)  # a device this machine lacks is a config error now, not a failure per trial
     return HardwareSettings(tuple(shape), hw.batch_size, hw.threads, hw.device, hw.repeats, hw.min_seconds)
 
 

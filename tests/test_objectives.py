@@ -54,6 +54,36 @@ def test_trials_carry_hardware_metrics_measured_once_per_architecture(tmp_path, 
         assert t.metrics["flops"] > 0
 
 
+@pytest.mark.parametrize("executor", ["batched", "serial"])
+def test_a_failed_measurement_fails_its_trial_not_the_study(tmp_path, monkeypatch, executor):
+    import nasforge.hardware as hw
+    real = hw.hardware_metrics
+
+    def failing_for_width_8(model, input_shape, **kw):
+        if model[1].out_features == 8:
+            raise RuntimeError("cannot time this one")
+        return real(model, input_shape, **{**kw, "repeats": 3, "min_seconds": 0.0})
+
+    monkeypatch.setattr(hw, "hardware_metrics", failing_for_width_8)
+    cfg = parse_config({"space": "mlp", "dataset": "iris", "trials": 2, "budget": 1, "seed": 0, "executor": executor,
+                        "strategy": {"name": "grid", "args": {"values": {"depth": [1], "width_0": [4, 8], "activation": ["relu"]}}},
+                        "hardware": {"threads": 1}})
+    from nasforge.api import create_study
+    trials = {t.arch["width_0"]: t for t in create_study(cfg, tmp_path).run().trials}
+    assert trials[4].state.value == "complete" and trials[4].metrics["latency_ms"] > 0
+    assert trials[8].state.value == "failed" and "cannot time this one" in trials[8].error
+
+
+def test_a_measuring_device_this_machine_lacks_is_a_config_error(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = parse_config({"space": "mlp", "dataset": "iris", "trials": 2, "budget": 1, "hardware": {"device": "cuda"}})
+    from nasforge.api import create_study
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        create_study(cfg, tmp_path)
+
+
 def test_a_hard_latency_target_returns_a_model_that_meets_it(tmp_path):
     """The reward prefers an accurate model under the target to a more accurate one over it."""
     def evaluate(model, data, budget, state):

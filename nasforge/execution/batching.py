@@ -23,6 +23,7 @@ import torch
 from nasforge.execution.base import Job, JobEvent
 from nasforge.execution.worker import (
     WorkerContext,
+    error_text,
     hardware_metrics_for,
     load_checkpoint,
     run_job,
@@ -124,13 +125,17 @@ class BatchingExecutor:
             if cand.error is not None or cand.result is None:
                 out[n] = JobEvent(job, error=cand.error or "candidate was not trained", duration=share + prep)
                 continue
+            try:
+                metrics = {**cand.result.metrics, **hardware_metrics_for(self.context, job.arch, cand.model)}
+            except Exception as exc:  # noqa: BLE001 - as in run_job: the trial fails, the study goes on
+                out[n] = JobEvent(job, error=error_text(exc), duration=share + prep)
+                continue
             written = None
             if cand.result.state is not None and job.checkpoint_out and self.context.directory:
                 payload = {"evaluator": cand.result.state, "torch_rng": rng}
                 self._unsaved[job.checkpoint_out] = payload
                 self._remember(job.checkpoint_out, payload)
                 written = job.checkpoint_out
-            metrics = {**cand.result.metrics, **hardware_metrics_for(self.context, job.arch, cand.model)}
             out[n] = JobEvent(job, metrics, list(cand.result.curve), None, share + prep, written)
         return out
 

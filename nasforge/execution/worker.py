@@ -89,6 +89,11 @@ def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
             written = job.checkpoint_out
         return JobEvent(job, out.metrics, list(out.curve), None, time.perf_counter() - start, written)
     except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded, never fatal
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        return JobEvent(job, error=f"{type(exc).__name__}: {exc}{where}", duration=time.perf_counter() - start)
+        return JobEvent(job, error=error_text(exc), duration=time.perf_counter() - start)
+
+
+def error_text(exc: BaseException) -> str:
+    """A trial's error: the exception and the line that raised it."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
