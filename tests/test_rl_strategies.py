@@ -26,7 +26,14 @@ def skip_space(arch):
     return nn.Identity()
 
 
-@pytest.mark.parametrize("fn", [nested_space, skip_space])
+def equal_but_distinct_options_space(arch):
+    """1 == True in Python, yet they are two options (the space's own domains tell them apart)."""
+    arch.categorical("flag", [1, True, "x"])
+    arch.int("n", 1, 3)
+    return nn.Identity()
+
+
+@pytest.mark.parametrize("fn", [nested_space, skip_space, equal_but_distinct_options_space])
 def test_rollouts_are_valid_and_scoring_reproduces_them(fn):
     space = Space(fn)
     controller = Controller(space.schema, hidden=16, value_head=True)

@@ -24,7 +24,7 @@ from torch import nn
 
 from nasforge.errors import ConfigError
 from nasforge.space.arch import ArchBase
-from nasforge.space.domains import CategoricalDomain, Domain, FloatDomain, InputsDomain, IntDomain
+from nasforge.space.domains import CategoricalDomain, Domain, FloatDomain, InputsDomain, IntDomain, _same
 from nasforge.space.schema import Schema
 from nasforge.types import ArchDict
 
@@ -66,6 +66,7 @@ class Controller(nn.Module):
         self.hidden = hidden
         self.tanh_constant = tanh_constant
         self.options: dict[str, list[Any] | None] = {d.label: _options(d.label, d.domain) for d in schema}
+        self.positions = {d.label: i for i, d in enumerate(schema)}  # a decision's heads and embedding
         self.lstm = nn.LSTMCell(hidden, hidden)
         self.start = nn.Parameter(torch.zeros(hidden))
         self.heads = nn.ModuleDict()
@@ -112,7 +113,6 @@ class ControllerArch(ArchBase):
     def __init__(self, controller: Controller, generator: torch.Generator | None, given: ArchDict | None, explore: float):
         super().__init__()
         self.controller, self.generator, self.given, self.explore = controller, generator, given, explore
-        self.index = {d.label: i for i, d in enumerate(controller.schema)}
         c = controller
         self.state = (torch.zeros(1, c.hidden), torch.zeros(1, c.hidden))
         self.x = c.start.unsqueeze(0)
@@ -121,9 +121,7 @@ class ControllerArch(ArchBase):
 
     def _value(self, label: str, domain: Domain) -> Any:
         c = self.controller
-        if label not in self.index:
-            raise ConfigError(f"decision {label!r} is not in the schema the controller was built for")
-        i = self.index[label]
+        i = c.positions[label]  # rollout() walks the controller's own schema
         h, cell = c.lstm(self.x, self.state)
         self.state = (h, cell)
         if c.value is not None:
@@ -202,7 +200,6 @@ class ControllerArch(ArchBase):
 
 def _index(options: list[Any], value: Any, label: str) -> int:
     for i, option in enumerate(options):
-        if type(option) is type(value) and option == value or (
-                isinstance(option, (int, float)) and isinstance(value, (int, float)) and option == value):
+        if _same(option, value):  # as the space's domains compare: 1 and True are two options
             return i
     raise ConfigError(f"value {value!r} of {label!r} is not one of the controller's options {options}")
