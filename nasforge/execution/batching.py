@@ -12,7 +12,6 @@ promotion or export that needs a lost one trains it again.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -32,6 +31,7 @@ from nasforge.execution.worker import (
 from nasforge.train.population import Candidate, PopulationTrainer
 from nasforge.train.state import seed_torch
 from nasforge.train.trainer import SupervisedTrainer
+from nasforge.types import arch_key
 
 _CACHE_SIZE = 1024
 
@@ -108,7 +108,7 @@ class BatchingExecutor:
             if saved is not None:  # else: lost in a crash; training from scratch to the budget is the same
                 state = saved["evaluator"]
                 torch.set_rng_state(saved["torch_rng"])
-            cand = self.population.candidate(model, job.budget, state, json.dumps(job.arch, sort_keys=True))
+            cand = self.population.candidate(model, job.budget, state, arch_key(job.arch))
             return cand, torch.get_rng_state()  # training draws nothing more from this stream (no dropout)
         except Exception:  # noqa: BLE001 - let the one-by-one path run it and report the error
             return None

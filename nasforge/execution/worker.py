@@ -1,7 +1,6 @@
 """What a worker does with a job: build the model, load its checkpoint, evaluate, save."""
 from __future__ import annotations
 
-import json
 import os
 import time
 import traceback
@@ -16,7 +15,7 @@ from nasforge.execution.base import Job, JobEvent
 from nasforge.space.space import Space
 from nasforge.train.evaluator import as_eval_result
 from nasforge.train.state import seed_torch
-from nasforge.types import ArchDict
+from nasforge.types import ArchDict, arch_key
 
 
 @dataclass
@@ -49,7 +48,7 @@ def hardware_metrics_for(ctx: WorkerContext, arch: ArchDict, model: nn.Module) -
     (the weights do not change the cost of a forward pass)."""
     if ctx.hardware is None:
         return {}
-    key = json.dumps(arch, sort_keys=True)
+    key = arch_key(arch)
     if key not in ctx.measured:
         from nasforge.hardware import hardware_metrics
         hw = ctx.hardware

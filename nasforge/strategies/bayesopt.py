@@ -27,7 +27,7 @@ from nasforge.space.codes import ArrayCodes
 from nasforge.space.encoding import Encoder
 from nasforge.space.schema import Schema
 from nasforge.strategies.base import rng_state, set_rng_state
-from nasforge.types import ArchDict, Result
+from nasforge.types import ArchDict, Result, arch_key
 
 N_PARENTS = 5
 """Local search mutates the best this-many observed architectures (at the modelled budget)."""
@@ -62,10 +62,6 @@ def expected_improvement(mu: np.ndarray, sigma: np.ndarray, best: float, xi: flo
 def _check(name: str, value: Any, low: float, kind: type = int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or not value >= low:
         raise ConfigError(f"Invalid {name}: {value!r} (must be {'a number' if kind is float else 'an int'} >= {low})")
-
-
-def canonical_key(arch: ArchDict) -> str:
-    return json.dumps(arch, sort_keys=True, separators=(",", ":"))
 
 
 class GPBayesOpt:
@@ -127,7 +123,7 @@ class GPBayesOpt:
 
     def _rebuild(self) -> None:
         """Derived per-observation caches: keys, encoded rows and code rows."""
-        self._keys = [canonical_key(h["arch"]) for h in self.history]
+        self._keys = [arch_key(h["arch"]) for h in self.history]
         self._told = set(self._keys)
         self._seen = self._told | set(self.pending)
         self._x = [self.encoder.encode(h["arch"]) for h in self.history]
@@ -136,13 +132,13 @@ class GPBayesOpt:
     # -- protocol ---------------------------------------------------------------------------------
 
     def ask(self) -> ArchDict:
-        while self.queue and canonical_key(self.queue[0]) in self._seen:
+        while self.queue and arch_key(self.queue[0]) in self._seen:
             self.queue.pop(0)
         if not self.queue and max(self.n_asked, len(self._told)) >= self.n_initial:
             self.queue = self._model_step()
         arch = self.queue.pop(0) if self.queue else self._random()
         self.n_asked += 1
-        key = canonical_key(arch)
+        key = arch_key(arch)
         self.pending.append(key)
         self._seen.add(key)
         return arch
@@ -155,7 +151,7 @@ class GPBayesOpt:
         return bool(self.queue) or not self.pending
 
     def tell(self, arch: ArchDict, result: Result) -> None:
-        key = canonical_key(arch)
+        key = arch_key(arch)
         if key in self.pending:
             self.pending.remove(key)
         loss = float(result.loss) if result.ok and math.isfinite(result.loss) else None  # type: ignore[arg-type]
@@ -173,7 +169,9 @@ class GPBayesOpt:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = [dict(h) for h in state["history"]]
-        self.pending, self.queue = list(state["pending"]), [dict(a) for a in state["queue"]]
+        # Re-keyed: states saved before arch_key wrote compact JSON.
+        self.pending = [arch_key(json.loads(key)) for key in state["pending"]]
+        self.queue = [dict(a) for a in state["queue"]]
         self.n_asked, self.refit_at = int(state["n_asked"]), int(state["refit_at"])
         self.theta, self.theta_budget = state["theta"], state["theta_budget"]
         set_rng_state(self.rng, state["rng"])
@@ -185,7 +183,7 @@ class GPBayesOpt:
         """A random architecture not seen before (a repeat only when ``tries`` samples all were)."""
         for _ in range(tries):
             arch = self.schema.sample(self.rng)
-            if canonical_key(arch) not in self._seen:
+            if arch_key(arch) not in self._seen:
                 break
         return arch
 
@@ -212,7 +210,7 @@ class GPBayesOpt:
         keys = set(self._seen)
         for i in np.argsort(-ei, kind="stable"):
             arch = self.codes.to_arch(codes[i])
-            key = canonical_key(arch)
+            key = arch_key(arch)
             if key not in keys:
                 picks.append(arch)
                 keys.add(key)

@@ -1,7 +1,6 @@
 """Strategy wrappers, by composition: each wraps any strategy and keeps the protocol."""
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 import numpy as np
@@ -9,13 +8,9 @@ import numpy as np
 from nasforge.errors import SpaceError
 from nasforge.space.schema import Schema
 from nasforge.strategies.base import Strategy, is_ready, rng_state, set_rng_state
-from nasforge.types import ArchDict, Result
+from nasforge.types import ArchDict, Result, arch_key
 
 Canonicalise = Callable[[ArchDict, np.random.Generator], ArchDict]
-
-
-def _key(arch: ArchDict) -> str:
-    return json.dumps(arch, sort_keys=True)
 
 
 class Canonical:
@@ -43,7 +38,7 @@ class Canonical:
                 return None
             try:
                 arch = self.canonicalise(proposal, self.rng)
-                self.pending.add(_key(arch))
+                self.pending.add(arch_key(arch))
                 return arch
             except Exception as exc:  # noqa: BLE001 - the user's space rejected this architecture
                 last_error = exc
@@ -56,7 +51,7 @@ class Canonical:
         return len(self.pending) < self.min_pending or is_ready(self.inner)
 
     def tell(self, arch: ArchDict, result: Result) -> None:
-        self.pending.discard(_key(arch))
+        self.pending.discard(arch_key(arch))
         self.inner.tell(arch, result)
 
     def state_dict(self) -> dict[str, Any]:

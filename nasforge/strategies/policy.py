@@ -18,7 +18,7 @@ from nasforge.errors import ConfigError
 from nasforge.space.schema import Schema
 from nasforge.strategies.controller import Controller, Rollout
 from nasforge.train.state import torch_threads
-from nasforge.types import ArchDict, Result
+from nasforge.types import ArchDict, Result, arch_key
 
 Update = Callable[[list[tuple[ArchDict, float, float]]], None]
 
@@ -70,7 +70,7 @@ class PolicyCore:
         with torch.no_grad(), torch_threads(1):
             arch = self.controller.rollout(self.generator, explore=explore).arch
         self.asked += 1
-        self.pending[_key(arch)] = explore
+        self.pending[arch_key(arch)] = explore
         return arch
 
     def ready(self) -> bool:
@@ -80,7 +80,7 @@ class PolicyCore:
 
     def record(self, arch: ArchDict, result: Result) -> None:
         """A reward per told result (maximised: minus the loss); failures get the worst so far."""
-        explore = self.pending.pop(_key(arch), self.explore)
+        explore = self.pending.pop(arch_key(arch), self.explore)
         if result.ok:
             reward = -float(result.loss)  # type: ignore[arg-type]
             self.worst = min(self.worst, reward)
@@ -155,7 +155,3 @@ class PolicyStrategy:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._reset()
         self.core.load_state_dict(state)
-
-def _key(arch: ArchDict) -> str:
-    import json
-    return json.dumps(arch, sort_keys=True)
