@@ -48,10 +48,9 @@ class PolicyCore:
         self.reset()
 
     def reset(self) -> None:
-        torch_state = torch.get_rng_state()
-        torch.manual_seed(self.seed)  # the controller's initial weights come from the study's seed
-        self.controller = Controller(self.schema, self.hidden, value_head=self.value_head)
-        torch.set_rng_state(torch_state)
+        with torch.random.fork_rng(devices=[]):  # the controller's initial weights come from the study's seed
+            torch.default_generator.manual_seed(self.seed)  # the CPU's only: the controller lives there
+            self.controller = Controller(self.schema, self.hidden, value_head=self.value_head)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.asked = 0

@@ -49,12 +49,13 @@ class PPO(PolicyStrategy):
     def _update(self, batch: list[tuple[ArchDict, float, float]]) -> None:
         rewards = torch.tensor([r for _, r, _ in batch])
         rewards = (rewards - rewards.mean()) / (rewards.std() + 1e-8) if len(batch) > 1 else rewards * 0
-        with torch.no_grad():
-            old = [self.core.scored(arch, explore) for arch, _, explore in batch]
-        old_lp = [torch.stack(r.log_probs) for r in old]
+        # The first epoch scores with the policy that sampled: its log-probabilities and values,
+        # detached, are the old policy's, so the batch is scored once for both.
+        rollouts = [self.core.scored(arch, explore) for arch, _, explore in batch]
+        old_lp = [torch.stack(r.log_probs).detach() for r in rollouts]
         returns, advantages = [], []
-        for rollout, reward in zip(old, rewards):
-            values = torch.stack(rollout.values)
+        for rollout, reward in zip(rollouts, rewards):
+            values = torch.stack(rollout.values).detach()
             step_rewards = torch.zeros(len(values))
             step_rewards[-1] = reward
             adv = gae(step_rewards, values, self.gamma, self.lam)
@@ -62,10 +63,11 @@ class PPO(PolicyStrategy):
             returns.append(adv + values)
         flat = torch.cat(advantages)
         advantages = [(a - flat.mean()) / (flat.std() + 1e-8) for a in advantages]
-        for _ in range(self.epochs):
+        for epoch in range(self.epochs):
+            if epoch:
+                rollouts = [self.core.scored(arch, explore) for arch, _, explore in batch]
             policy, value, entropy, steps = torch.zeros(()), torch.zeros(()), torch.zeros(()), 0
-            for (arch, _, explore), lp_old, adv, ret in zip(batch, old_lp, advantages, returns):
-                rollout = self.core.scored(arch, explore)
+            for rollout, lp_old, adv, ret in zip(rollouts, old_lp, advantages, returns):
                 ratio = torch.exp(torch.stack(rollout.log_probs) - lp_old)
                 clipped = torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
                 policy = policy - torch.min(ratio * adv, clipped * adv).sum()
