@@ -4,6 +4,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -73,19 +74,21 @@ class Objective:
 
     def loss(self, metrics: Metrics) -> float | None:
         """The value to minimise, or None when a metric it needs is missing or not finite."""
-        value = _finite(metrics.get(self.metric))
+        value = finite(metrics.get(self.metric))
         if value is None:
             return None
         if self.constraint is not None:
-            measured = _finite(metrics.get(self.constraint.metric))
+            measured = finite(metrics.get(self.constraint.metric))
             if measured is None or measured <= 0:
                 return None
             value *= self.constraint.factor(measured)
         return value if self.mode == "min" else -value
 
 
-def _finite(value: Any) -> float | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+def finite(value: Any) -> float | None:
+    """A metric as a float, or None when it is missing, not a real number (a bool is not one), or
+    not finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         return None
     return float(value)
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import math
-import numbers
 from collections import Counter
 from html import escape
 from pathlib import Path
@@ -25,6 +23,7 @@ from nasforge.report.pareto import PARETO_META_KEY, pareto_metrics, pareto_trial
 from nasforge.store.base import Trial
 from nasforge.store.sqlite import SQLiteStore
 from nasforge.study import best_trial, driver_running
+from nasforge.types import finite
 
 REPORT_NAME = "report.html"
 LEADERBOARD_TOP = 20
@@ -93,9 +92,9 @@ def _objective(store: SQLiteStore) -> dict[str, Any]:
 
 def _fmt(value: Any, digits: int = 4) -> str:
     """A metric for a table cell: '-' when missing, thousands separators for large whole numbers."""
-    if not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+    v = finite(value)
+    if v is None:
         return "-"
-    v = float(value)
     return f"{int(v):,}" if v.is_integer() and abs(v) >= 1000 else f"{v:.{digits}g}"
 
 

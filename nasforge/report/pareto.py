@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from nasforge.errors import ConfigError
 from nasforge.store.base import Trial
-from nasforge.types import TrialState
+from nasforge.types import TrialState, finite
 
 DIRECTIONS = ("min", "max")
 PARETO_META_KEY = "pareto"
@@ -63,8 +63,7 @@ def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 
 def _value(trial: Trial, metric: str) -> float | None:
-    v = trial.metrics.get(metric)
-    return float(v) if isinstance(v, numbers.Real) and math.isfinite(v) else None
+    return finite(trial.metrics.get(metric))
 
 
 def candidates(trials: list[Trial], metrics: Sequence[str]) -> list[Trial]:

@@ -7,13 +7,11 @@ A function returns ``None`` when the study holds nothing for its plot.
 from __future__ import annotations
 
 import io
-import math
-import numbers
 from typing import Any, Mapping, Sequence
 
 from nasforge.report.pareto import candidates
 from nasforge.store.base import Trial
-from nasforge.types import Metrics, TrialState
+from nasforge.types import Metrics, TrialState, finite
 
 _BLUE, _RED, _GREY, _ORANGE = "#1f77b4", "#d62728", "#9a9a9a", "#ff7f0e"
 
@@ -38,8 +36,7 @@ def _png(fig: Any) -> bytes:
 
 
 def _value(metrics: Mapping[str, Any], metric: str) -> float | None:
-    v = metrics.get(metric)
-    return float(v) if isinstance(v, numbers.Real) and math.isfinite(v) else None
+    return finite(metrics.get(metric))
 
 
 def _log_if_wide(ax: Any, axis: str, values: Sequence[float], ratio: float = 100.0) -> None:
