@@ -99,12 +99,12 @@ def _hardware(cfg: StudyConfig, data: Any) -> HardwareSettings | None:
         raise ConfigError("hardware: measuring a model needs an input shape; give hardware.input_shape or a dataset")
     from nasforge.hardware.latency import resolve_measure_device
     resolve_measure_device(hw.device)  # a device this machine lacks is a config error now, not a failure per trial
-    return HardwareSettings(tuple(shape), hw.batch_size, hw.threads, hw.device, hw.repeats, hw.min_seconds)
+    return HardwareSettings(tuple(shape), **hw.model_dump(exclude={"input_shape"}))
 
 
 def _objective(cfg: StudyConfig) -> Objective:
     c = cfg.objective.constraint
-    constraint = Constraint(c.metric, c.target, c.kind, c.soft_weight, c.hard_weight) if c is not None else None
+    constraint = Constraint(**c.model_dump()) if c is not None else None
     return Objective(cfg.objective.metric, cfg.objective.mode, constraint)
 
 

@@ -20,14 +20,15 @@ from nasforge.types import ArchDict, arch_key
 
 @dataclass
 class HardwareSettings:
-    """How every trained model is measured on this machine (see :mod:`nasforge.hardware`)."""
+    """How every trained model is measured on this machine (see :mod:`nasforge.hardware`); the
+    config's ``hardware`` section (:class:`nasforge.config.HardwareConfig`) holds the defaults."""
 
     input_shape: tuple[int, ...]
-    batch_size: int = 1
-    threads: int = 1
-    device: str = "cpu"
-    repeats: int = 30
-    min_seconds: float = 1.0
+    batch_size: int
+    threads: int
+    device: str
+    repeats: int
+    min_seconds: float
 
 
 @dataclass
