@@ -196,3 +196,29 @@ def test_report_escapes_text_and_survives_a_study_without_results(tmp_path):
                     out=tmp_path / "ok")
     page = write_report(tmp_path / "ok").read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_constrained_study_plots_the_reward_it_ranks_by(tmp_path, monkeypatch):
+    from nasforge.report import plots
+
+    def evaluate(model, data, budget, state):
+        width = model[1].out_features
+        return {"val_accuracy": 0.5 + width / 100, "latency_ms": width / 10.0}  # wider: better and slower
+
+    study = nasforge.search("mlp", "iris", {"name": "grid", "args": {"values": {"depth": [1], "width_0": [10, 20, 30, 40],
+                                                                                  "activation": ["relu"]}}},
+                            evaluate=evaluate, budget=1, trials=4, objective="val_accuracy", mode="max", out=tmp_path,
+                            constraint={"metric": "latency_ms", "target": 3.0, "kind": "hard"})
+    seen = {}
+    real = plots.trajectory_png
+
+    def spy(trials, metric, mode="min", value=None):
+        seen.update(metric=metric, mode=mode, values={t.arch["width_0"]: value(t) for t in trials})
+        return real(trials, metric, mode, value)
+
+    monkeypatch.setattr(plots, "trajectory_png", spy)
+    write_report(tmp_path)
+    assert seen["mode"] == "max" and "latency_ms target 3" in seen["metric"]
+    assert seen["values"][40] == pytest.approx(0.9 * (4.0 / 3.0) ** -1)  # over the target: penalised
+    assert seen["values"][30] == pytest.approx(0.8)  # the best reward: under the target
+    assert max(seen["values"], key=seen["values"].get) == study.best.arch["width_0"] == 30

@@ -66,8 +66,15 @@ def render_report(store: SQLiteStore, directory: Path) -> str:
     objective = _objective(store)
     metric, mode = objective["metric"], objective["mode"]
     top = ranked(trials)[:CURVES_TOP]
+    constraint = objective.get("constraint")
+    if constraint:  # the search ranks by MnasNet's reward, not by the metric alone: plot what it ranks by
+        target = f"{constraint['metric']} target {constraint['target']:g}"
+        trajectory = plots.trajectory_png(trials, f"reward ({metric} with the {target})", "max",
+                                          value=lambda t: None if t.loss is None else -t.loss)
+    else:
+        trajectory = plots.trajectory_png(trials, metric, mode)
     figures = [
-        (plots.trajectory_png(trials, metric, mode), "Search trajectory: each trial's objective in creation order."),
+        (trajectory, "Search trajectory: each trial's objective in creation order."),
         (plots.learning_curves_png({t.id: store.curve(t.id) for t in top}), "Learning curves of the best trials."),
         (plots.rungs_png(trials, metric), "Multi-fidelity rungs: the objective at each budget a trial reached."),
     ]

@@ -7,7 +7,7 @@ A function returns ``None`` when the study holds nothing for its plot.
 from __future__ import annotations
 
 import io
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from nasforge.report.pareto import candidates
 from nasforge.store.base import Trial
@@ -49,11 +49,15 @@ def _better(direction: str) -> str:
     return "lower is better" if direction == "min" else "higher is better"
 
 
-def trajectory_png(trials: list[Trial], metric: str, mode: str = "min") -> bytes | None:
+def trajectory_png(trials: list[Trial], metric: str, mode: str = "min",
+                   value: Callable[[Trial], float | None] | None = None) -> bytes | None:
     """The objective of each evaluated trial in creation order, and the best so far among
-    complete trials (among all evaluated trials when none is complete)."""
+    complete trials (among all evaluated trials when none is complete). ``value`` reads a
+    trial's objective (default: its ``metric``); ``metric`` names it on the axis."""
+    read = value or (lambda t: _value(t.metrics, metric))
     order = sorted(trials, key=lambda t: (t.created_at or 0.0, t.id))
-    scored = [t for t in order if t.state is not TrialState.FAILED and _value(t.metrics, metric) is not None]
+    values = {t.id: read(t) for t in order if t.state is not TrialState.FAILED}
+    scored = [t for t in order if values.get(t.id) is not None]
     if not scored:
         return None
     fig, ax = _figure(f"Search trajectory ({len(scored)} of {len(trials)} trials evaluated)",
@@ -61,20 +65,20 @@ def trajectory_png(trials: list[Trial], metric: str, mode: str = "min") -> bytes
     complete = [t for t in scored if t.state is TrialState.COMPLETE]
     rest = [t for t in scored if t.state is not TrialState.COMPLETE]
     if rest:
-        ax.scatter([t.id for t in rest], [t.metrics[metric] for t in rest], s=16, c=_GREY,
+        ax.scatter([t.id for t in rest], [values[t.id] for t in rest], s=16, c=_GREY,
                    label="stopped at a lower budget")
-    ax.scatter([t.id for t in complete], [t.metrics[metric] for t in complete], s=22, c=_BLUE, label="complete trial")
+    ax.scatter([t.id for t in complete], [values[t.id] for t in complete], s=22, c=_BLUE, label="complete trial")
     line = complete or scored
     pick = min if mode == "min" else max
     best, best_so_far = [], None
     for t in line:
-        best_so_far = t.metrics[metric] if best_so_far is None else pick(best_so_far, t.metrics[metric])
+        best_so_far = values[t.id] if best_so_far is None else pick(best_so_far, values[t.id])
         best.append(best_so_far)
     ax.step([t.id for t in line], best, where="post", c=_RED, lw=1.8, label="best so far")
     window = max(5, len(line) // 10)
     if len(line) >= 2 * window:  # shows whether the search samples better on the whole (e.g. RL controllers)
-        values = [t.metrics[metric] for t in line]
-        means = [sum(values[i - window:i]) / window for i in range(window, len(values) + 1)]
+        ys = [values[t.id] for t in line]
+        means = [sum(ys[i - window:i]) / window for i in range(window, len(ys) + 1)]
         ax.plot([t.id for t in line[window - 1:]], means, c=_ORANGE, lw=1.5, label=f"mean of the last {window}")
     ax.legend(loc="best")
     return _png(fig)
