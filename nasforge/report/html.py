@@ -80,7 +80,7 @@ def render_report(store: SQLiteStore, directory: Path) -> str:
     ]
     parts = [
         f"<h1>nasforge report: {escape(directory.name or str(directory))}</h1>",
-        _summary(store, trials, directory),
+        _summary(store, trials, directory, objective),
         _leaderboard(trials, metric),
         _best(trials, metric),
         "<h2>Plots</h2>" + ("".join(_figure(png, caption) for png, caption in figures if png is not None)
@@ -115,8 +115,7 @@ def _table(table_id: str, header: Sequence[str], rows: list[tuple[int, list[str]
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _summary(store: SQLiteStore, trials: list[Trial], directory: Path) -> str:
-    objective = _objective(store)
+def _summary(store: SQLiteStore, trials: list[Trial], directory: Path, objective: dict[str, Any]) -> str:
     counts = Counter(t.state.value for t in trials)
     rows = [("directory", str(directory)),
             ("trials", f"{len(trials)} (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"),
