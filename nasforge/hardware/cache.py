@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import ConfigError
-from nasforge.hardware.latency import LatencyResult, check_input_shape, measure_latency
+from nasforge.hardware.latency import LatencyResult, check_input_shape, measure_latency, resolve_measure_device
 
 logger = logging.getLogger(__name__)
 _FORMAT = "nasforge-latency-cache"
@@ -49,18 +49,6 @@ def machine_fingerprint(device: str = "cpu") -> str:
     return "; ".join(parts)
 
 
-def _device_name(device: str | torch.device) -> str:
-    if isinstance(device, str) and device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"Invalid device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from exc
-    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
-        dev = torch.device("cuda", torch.cuda.current_device())
-    return str(dev)
-
-
 def cache_key(space: str, arch: Mapping[str, Any], input_shape: Sequence[int], *, batch_size: int = 1,
               threads: int = 1, device: str | torch.device = "cpu", machine: str | None = None) -> str:
     """The entry's key: a JSON list of every field the measurement depends on."""
@@ -72,7 +60,7 @@ def cache_key(space: str, arch: Mapping[str, Any], input_shape: Sequence[int], *
         arch_json = json.dumps(dict(arch), sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid architecture {arch!r}: not JSON-serialisable ({exc})") from exc
-    dev = _device_name(device)
+    dev = str(resolve_measure_device(device))
     fields = [space, arch_json, list(check_input_shape(input_shape)), int(batch_size), int(threads), dev,
               machine if machine is not None else machine_fingerprint(dev)]
     return json.dumps(fields, separators=(",", ":"))
