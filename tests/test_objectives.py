@@ -95,3 +95,29 @@ def test_a_hard_latency_target_returns_a_model_that_meets_it(tmp_path):
                             evaluate=evaluate, budget=1, trials=4, objective="val_accuracy", mode="max", out=tmp_path,
                             constraint={"metric": "latency_ms", "target": 3.0, "kind": "hard"})
     assert study.best.arch["width_0"] == 30  # 40 is more accurate, but 4 ms > 3 ms
+
+
+def test_latency_is_measured_once_per_study_across_processes_and_resumes(tmp_path, monkeypatch):
+    """Each worker process (or a resumed driver) has its own context; the study's latency cache
+    file is what they share."""
+    import nasforge.hardware.cache as cache_module
+    from nasforge.execution.worker import LATENCY_CACHE, HardwareSettings, WorkerContext, hardware_metrics_for
+    from nasforge.space import Space
+    from nasforge.spaces.mlp import mlp
+    measured = []
+    real = cache_module.measure_latency
+    monkeypatch.setattr(cache_module, "measure_latency",
+                        lambda model, *a, **kw: measured.append(1) or real(model, *a, **{**kw, "repeats": 3, "min_seconds": 0.0}))
+    space = Space(mlp, {"n_in": 4, "n_out": 3})
+    arch = {"depth": 1, "width_0": 8, "activation": "relu"}
+    settings = HardwareSettings((4,), batch_size=1, threads=1, device="cpu", repeats=3, min_seconds=0.0)
+
+    def context():
+        return WorkerContext(space, None, lambda *a: None, str(tmp_path), hardware=settings)
+
+    first = hardware_metrics_for(context(), arch, space.build(arch))
+    again = hardware_metrics_for(context(), arch, space.build(arch))  # another process: a fresh context
+    assert len(measured) == 1 and (tmp_path / LATENCY_CACHE).exists()
+    assert again["latency_ms"] == first["latency_ms"] and again["params"] == first["params"] == 4 * 8 + 8 + 8 * 3 + 3
+    hardware_metrics_for(context(), {**arch, "width_0": 9}, space.build({**arch, "width_0": 9}))
+    assert len(measured) == 2  # another architecture is measured

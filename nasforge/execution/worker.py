@@ -44,17 +44,26 @@ class WorkerContext:
     measured: dict[str, dict[str, float]] = field(default_factory=dict)  # per architecture, this process
 
 
+LATENCY_CACHE = "latency_cache.json"
+"""The study directory's file of latencies, shared by its worker processes and by a resume."""
+
+
 def hardware_metrics_for(ctx: WorkerContext, arch: ArchDict, model: nn.Module) -> dict[str, float]:
-    """Latency, params and FLOPs of a trained model, measured once per architecture per process
-    (the weights do not change the cost of a forward pass)."""
+    """Latency, params and FLOPs of a trained model (the weights do not change the cost of a
+    forward pass). The latency is measured once per architecture per study (the study's
+    :class:`~nasforge.hardware.LatencyCache`), the rest once per architecture per process."""
     if ctx.hardware is None:
         return {}
     key = arch_key(arch)
     if key not in ctx.measured:
-        from nasforge.hardware import hardware_metrics
+        from nasforge.hardware import LatencyCache, hardware_metrics
         hw = ctx.hardware
+        cache = LatencyCache(Path(ctx.directory) / LATENCY_CACHE if ctx.directory else None)
+        latency = cache.get_or_measure(
+            ctx.space.name, arch, lambda: model, hw.input_shape, batch_size=hw.batch_size, threads=hw.threads,
+            device=hw.device, repeats=hw.repeats, min_seconds=hw.min_seconds)
         ctx.measured[key] = hardware_metrics(model, hw.input_shape, batch_size=hw.batch_size, threads=hw.threads,
-                                             device=hw.device, repeats=hw.repeats, min_seconds=hw.min_seconds)
+                                             device=hw.device, latency=latency)
     return dict(ctx.measured[key])
 
 
