@@ -15,35 +15,14 @@ import tempfile
 import time
 
 import numpy as np
-from torch import nn
 
-from nasforge.space import Space
 from nasforge.strategies.ppo import PPO
 from nasforge.strategies.random import RandomSearch
 from nasforge.strategies.reinforce import Reinforce
+from nasforge.train.additive_table import asks_to_optimum
 from nasforge.train.tabular import regret_after, replay_study
-from nasforge.types import Result
 
 METHODS = {"random": RandomSearch, "reinforce": Reinforce, "ppo": PPO}
-
-
-def table_space(arch):
-    for i in range(5):
-        arch.categorical(f"op_{i}", ["a", "b", "c", "d"])
-    return nn.Identity()
-
-
-def asks_to_optimum(strategy, seed: int, weights: np.ndarray, budget: int) -> int:
-    schema = Space(table_space).schema
-    best = {f"op_{i}": "abcd"[int(np.argmax(weights[i]))] for i in range(5)}
-    strategy.setup(schema, np.random.default_rng(seed))
-    for n in range(1, budget + 1):
-        arch = strategy.ask()
-        if arch == best:
-            return n
-        loss = -float(sum(weights[i]["abcd".index(arch[f"op_{i}"])] for i in range(5)))
-        strategy.tell(arch, Result({"val_loss": loss}, loss, 1.0))
-    return budget + 1
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from nasforge.strategies.controller import Controller
 from nasforge.strategies.ppo import PPO, gae
 from nasforge.strategies.random import RandomSearch
 from nasforge.strategies.reinforce import Reinforce
+from nasforge.train.additive_table import asks_to_optimum
 from nasforge.types import Result
 
 
@@ -87,26 +88,6 @@ def test_gae_matches_hand_computation():
     d0 = 0.0 + 0.9 * 0.2 - 0.5
     expected = [d0 + 0.72 * (d1 + 0.72 * d2), d1 + 0.72 * d2, d2]
     assert torch.allclose(adv, torch.tensor(expected))
-
-
-def table_space(arch):
-    for i in range(5):
-        arch.categorical(f"op_{i}", ["a", "b", "c", "d"])
-    return nn.Identity()
-
-
-def asks_to_optimum(strategy, seed: int, weights: np.ndarray, budget: int = 400) -> int:
-    """Asks until the optimum of an additive reward table over 4^5 = 1024 architectures."""
-    schema = Space(table_space).schema
-    best = {f"op_{i}": "abcd"[int(np.argmax(weights[i]))] for i in range(5)}
-    strategy.setup(schema, np.random.default_rng(seed))
-    for n in range(1, budget + 1):
-        arch = strategy.ask()
-        if arch == best:
-            return n
-        loss = -float(sum(weights[i]["abcd".index(arch[f"op_{i}"])] for i in range(5)))
-        strategy.tell(arch, Result({"val_loss": loss}, loss, 1.0))
-    return budget + 1
 
 
 @pytest.mark.slow
