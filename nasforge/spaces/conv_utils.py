@@ -94,9 +94,10 @@ def conv_bn(kit: ConvKit, c_in: int, c_out: int, kernel: int | Sequence[int], st
     return nn.Sequential(*layers)
 
 
-def global_pool(x: torch.Tensor) -> torch.Tensor:
-    """``(N, C, *spatial) -> (N, C)``: the mean over every spatial position."""
-    return x.mean(dim=tuple(range(2, x.dim())))
+def global_pool(x: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """``(N, C, *spatial) -> (N, C)``: the mean over every spatial position (``keepdim``: the
+    spatial dimensions stay, each of size 1)."""
+    return x.mean(dim=tuple(range(2, x.dim())), keepdim=keepdim)
 
 
 class GlobalPool(nn.Module):

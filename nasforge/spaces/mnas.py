@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import SpaceError
-from nasforge.spaces.conv_utils import ConvKit, GlobalPool, Reshape, conv_bn, conv_kit
+from nasforge.spaces.conv_utils import ConvKit, GlobalPool, Reshape, conv_bn, conv_kit, global_pool
 
 OPS: tuple[str, ...] = ("conv", "dwconv", "mbconv3", "mbconv6")
 KERNELS: tuple[int, ...] = (3, 5)
@@ -70,7 +70,7 @@ class SqueezeExcite(nn.Module):
         self.expand = kit.conv(squeeze, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
+        s = global_pool(x, keepdim=True)
         return x * torch.sigmoid(self.expand(torch.relu(self.reduce(s))))
 
 
