@@ -20,7 +20,6 @@ import torch
 _RANDOM_INITS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
                  "xavier_normal_", "orthogonal_", "sparse_")
 _state = threading.local()
-_installed: list[str] = []
 _lock = threading.Lock()
 
 
@@ -36,14 +35,11 @@ def _skippable(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _install() -> None:
-    with _lock:
-        if _installed:
-            return
+    with _lock:  # idempotent: an initialiser already wrapped is left as it is
         for name in _RANDOM_INITS:
             original = getattr(torch.nn.init, name, None)
             if original is not None and not getattr(original, "__nasforge_skippable__", False):
                 setattr(torch.nn.init, name, _skippable(original))
-            _installed.append(name)
 
 
 @contextlib.contextmanager
