@@ -25,9 +25,9 @@ six widths in every trial and use the first ``depth`` (a fixed-length space, as 
 widths), so Optuna's GP models every decision; ``optuna-dl`` is Optuna with the textbook
 DataLoader loop instead of the shuffled index. Every tool runs in this one process (Ray's trials
 in its worker processes) with ``torch.set_num_threads(1)`` (``--threads N``: N for nasforge and
-Optuna); the peers run one trial at a time,
-nasforge runs with ``workers: 1`` and the executor its config picks (``--nasforge-executor serial``
-forces one job at a time). Ray gets ``ray.init(num_cpus=2)`` once for the whole run (its start-up
+Optuna); the peers run one trial at a time (``--optuna-jobs N``: Optuna's ``n_jobs``, N trials in
+threads), nasforge runs with ``workers: 1`` (``--nasforge-workers N``: N worker processes) and the
+executor its config picks (``--nasforge-executor serial`` forces one job at a time). Ray gets ``ray.init(num_cpus=2)`` once for the whole run (its start-up
 time is printed apart) and 2 CPUs per trial, so one trial at a time.
 
 Reported per experiment and tool, over seeds (mean +- std): wall time; epochs trained (every epoch
@@ -214,10 +214,11 @@ def trial_seed(seed: int, number: int) -> int:
 
 
 # --- nasforge -----------------------------------------------------------------------------------
-def run_nasforge(exp: Experiment, seed: int, scratch: Path, executor: str) -> Outcome:
+def run_nasforge(exp: Experiment, seed: int, scratch: Path, executor: str, workers: int = 1) -> Outcome:
     out = scratch / f"nasforge-{exp.key}-{seed}"
     start = time.perf_counter()
-    overrides = {**exp.overrides, "seed": seed, "out": str(out), "executor": None if executor == "auto" else executor}
+    overrides = {**exp.overrides, "seed": seed, "out": str(out), "executor": None if executor == "auto" else executor,
+                 "workers": workers}
     cfg = load_config(EXAMPLES / exp.config, overrides)
     study = create_study(cfg, out).run()
     wall = time.perf_counter() - start
@@ -235,7 +236,7 @@ def run_nasforge(exp: Experiment, seed: int, scratch: Path, executor: str) -> Ou
 
 # --- Optuna -------------------------------------------------------------------------------------
 def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any], storage: str,
-               loader: bool = False) -> Outcome:
+               loader: bool = False, jobs: int = 1) -> Outcome:
     import optuna
 
     start = time.perf_counter()
@@ -275,7 +276,7 @@ def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any
         finally:
             train[0] += run.seconds
 
-    study.optimize(objective, n_trials=exp.trials)
+    study.optimize(objective, n_trials=exp.trials, n_jobs=jobs)
     wall = time.perf_counter() - start
     best, at_max = best_loss([(len(c), c[-1]) for c in curves.values() if c], exp.max_epochs)
     initial = min((c[-1] for n, c in curves.items() if n < exp.n_initial and c and math.isfinite(c[-1])), default=math.nan)
@@ -443,6 +444,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer trials and epochs: a smoke run")
     parser.add_argument("--nasforge-executor", choices=("auto", "serial"), default="auto",
                         help="nasforge's executor: its config default (auto) or the serial one-job-at-a-time executor")
+    parser.add_argument("--nasforge-workers", type=int, default=1,
+                        help="nasforge's workers (default 1; N > 1: N worker processes of cpu_count // N threads each)")
+    parser.add_argument("--optuna-jobs", type=int, default=1,
+                        help="Optuna's study.optimize(n_jobs=N): N trials at a time in threads (default 1)")
     parser.add_argument("--optuna-storage", choices=("memory", "sqlite"), default="memory",
                         help="Optuna's storage (default: in memory, Optuna's own default)")
     parser.add_argument("--ray-trial-cpus", type=int, choices=(1, 2), default=2,
@@ -504,8 +509,8 @@ def main(argv: list[str] | None = None) -> None:
     tensors = {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val, "y_val": data.y_val,
                "n_out": data.n_out}
     print(f"hpo_vs_peers: {data.summary()}; seeds 0..{args.seeds - 1}; torch {torch.__version__}, "
-          f"torch.set_num_threads({args.threads}) for nasforge and Optuna; one process, peers one trial at a time, nasforge workers=1 "
-          f"(executor: {args.nasforge_executor})"
+          f"torch.set_num_threads({args.threads}) for nasforge and Optuna; Optuna n_jobs={args.optuna_jobs}, "
+          f"Ray one trial at a time, nasforge workers={args.nasforge_workers} (executor: {args.nasforge_executor})"
           + (f" (Ray: {args.ray_trial_cpus} CPU(s) per trial of 2, reuse_actors={args.ray_reuse_actors})"
              if "ray" in tools else ""))
     versions = [f"nasforge {nasforge_version()}"]
@@ -525,11 +530,11 @@ def main(argv: list[str] | None = None) -> None:
         for exp in exps:
             runners: dict[str, Callable[[int], Outcome]] = {}
             if "nasforge" in tools:
-                runners["nasforge"] = lambda s, e=exp: run_nasforge(e, s, scratch, args.nasforge_executor)
+                runners["nasforge"] = lambda s, e=exp: run_nasforge(e, s, scratch, args.nasforge_executor, args.nasforge_workers)
             if "optuna" in tools:
-                runners["optuna"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage)
+                runners["optuna"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage, jobs=args.optuna_jobs)
             if "optuna-dl" in tools:
-                runners["optuna-dl"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage, True)
+                runners["optuna-dl"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage, True, args.optuna_jobs)
             if "ray" in tools and exp.key != "bo":
                 runners["ray"] = lambda s, e=exp: run_ray(e, s, scratch, tensors, args.ray_trial_cpus,
                                                           args.ray_reuse_actors)

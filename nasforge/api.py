@@ -56,10 +56,13 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
     context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data))
     workers, kind = cfg.workers, cfg.executor
-    if kind == "auto":  # one process and the built-in trainer: train compatible candidates together
-        kind = ("batched" if isinstance(evaluator, SupervisedTrainer) else "serial") if workers == 1 else "pool"
+    if kind == "auto":  # the built-in trainer: train compatible candidates together, in each process
+        kind = "batched" if isinstance(evaluator, SupervisedTrainer) else ("serial" if workers == 1 else "pool")
 
     def executor_factory() -> Any:
+        if kind == "batched" and workers > 1:
+            from nasforge.execution.batch_pool import BatchingPoolExecutor
+            return BatchingPoolExecutor(context_for_workers, workers)
         if kind == "batched":
             from nasforge.execution.batching import BatchingExecutor
             return BatchingExecutor(context_for_workers)

@@ -2,7 +2,8 @@
 
 At each ``poll`` every queued job runs: jobs whose models the population trainer takes (MLPs
 under the built-in trainer) train in batched groups; everything else runs one by one, exactly as
-the serial executor would.
+the serial executor would. :mod:`nasforge.execution.batch_pool` runs the same on shards in
+worker processes.
 
 Checkpoints are a cache, not the record: training is deterministic, so a checkpoint that is
 missing is rebuilt by training from scratch to the budget (5 epochs and then 5 more equal 10 at
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -33,51 +34,29 @@ from nasforge.train.state import seed_torch
 from nasforge.train.trainer import SupervisedTrainer
 from nasforge.types import arch_key
 
+Payload = dict[str, Any]
+"""A checkpoint's contents: ``{"evaluator": trainer state, "torch_rng": rng state}``."""
 _CACHE_SIZE = 1024
 
 
-class BatchingExecutor:
-    parallelism = 1  # one process: strategies that want results before asking again get them
+class BatchRunner:
+    """Runs a list of jobs at once in this process: batched groups where it can, one by one
+    elsewhere. Holds no checkpoints: ``saved`` gives a job's input checkpoint (None if lost), and
+    ``run`` returns the checkpoints its jobs made beside their events."""
 
-    def __init__(self, context: WorkerContext, capacity: int = 128, flush_seconds: float = 30.0):
+    def __init__(self, context: WorkerContext):
         self.context = context
-        self.capacity = capacity
-        self.flush_seconds = flush_seconds
         self.population = PopulationTrainer(context.evaluator) if isinstance(context.evaluator, SupervisedTrainer) else None
-        self._queue: list[Job] = []
-        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._unsaved: dict[str, dict[str, Any]] = {}
-        self._flushed_at = time.monotonic()
 
-    def submit(self, job: Job) -> None:
-        self._queue.append(job)
-
-    def running(self) -> int:
-        return len(self._queue)
-
-    def shutdown(self, cancel: bool = False) -> None:
-        self._queue.clear()
-        self.flush()
-
-    def discard(self, relative: str) -> None:
-        """A checkpoint the study no longer needs (the trial has a newer one)."""
-        self._unsaved.pop(relative, None)
-        self._cache.pop(relative, None)
-
-    def flush(self) -> None:
-        """Write the checkpoints that are only in memory."""
-        for relative, payload in list(self._unsaved.items()):
-            save_checkpoint(Path(self.context.directory) / relative, payload)  # type: ignore[arg-type]
-            del self._unsaved[relative]
-        self._flushed_at = time.monotonic()
-
-    def poll(self, timeout: float | None = None) -> list[JobEvent]:
-        jobs, self._queue = self._queue, []
+    def run(self, jobs: list[Job], saved: Callable[[str], Payload | None]) -> tuple[list[JobEvent], dict[str, Payload]]:
+        """Events in the order of ``jobs`` and the new checkpoints by relative path (not written:
+        the caller keeps them; jobs that run one by one write their own, as in a worker)."""
         events: dict[int, JobEvent] = {}
+        made: dict[str, Payload] = {}
         groups: dict[tuple[Any, ...], list[tuple[int, Job, Candidate, torch.Tensor, float]]] = {}
         for n, job in enumerate(jobs):
             start = time.perf_counter()
-            prepared = self._prepare(job)
+            prepared = self._prepare(job, saved)
             if prepared is None:
                 events[n] = run_job(self.context, job)
                 continue
@@ -89,12 +68,10 @@ class BatchingExecutor:
                 n, job = members[0][0], members[0][1]
                 events[n] = run_job(self.context, job)
                 continue
-            events.update(self._train(members))
-        if time.monotonic() - self._flushed_at > self.flush_seconds:
-            self.flush()
-        return [events[n] for n in sorted(events)]  # submission order: the study stays deterministic
+            events.update(self._train(members, made))
+        return [events[n] for n in sorted(events)], made  # submission order: the study stays deterministic
 
-    def _prepare(self, job: Job) -> tuple[Candidate, torch.Tensor] | None:
+    def _prepare(self, job: Job, saved: Callable[[str], Payload | None]) -> tuple[Candidate, torch.Tensor] | None:
         """Build the job's model as a worker would; None if the population trainer cannot take it."""
         if self.population is None:
             return None
@@ -104,16 +81,16 @@ class BatchingExecutor:
             if not self.population.supports(model):
                 return None
             state = None
-            saved = self._load(job.checkpoint_in) if job.checkpoint_in and self.context.directory else None
-            if saved is not None:  # else: lost in a crash; training from scratch to the budget is the same
-                state = saved["evaluator"]
-                torch.set_rng_state(saved["torch_rng"])
+            payload = saved(job.checkpoint_in) if job.checkpoint_in and self.context.directory else None
+            if payload is not None:  # else: lost in a crash; training from scratch to the budget is the same
+                state = payload["evaluator"]
+                torch.set_rng_state(payload["torch_rng"])
             cand = self.population.candidate(model, job.budget, state, arch_key(job.arch))
             return cand, torch.get_rng_state()  # training draws nothing more from this stream (no dropout)
         except Exception:  # noqa: BLE001 - let the one-by-one path run it and report the error
             return None
 
-    def _train(self, members: list[tuple[int, Job, Candidate, torch.Tensor, float]]) -> dict[int, JobEvent]:
+    def _train(self, members: list[tuple[int, Job, Candidate, torch.Tensor, float]], made: dict[str, Payload]) -> dict[int, JobEvent]:
         start = time.perf_counter()
         try:
             self.population.train([m[2] for m in members], self.context.data)  # type: ignore[union-attr]
@@ -132,21 +109,82 @@ class BatchingExecutor:
                 continue
             written = None
             if cand.result.state is not None and job.checkpoint_out and self.context.directory:
-                payload = {"evaluator": cand.result.state, "torch_rng": rng}
-                self._unsaved[job.checkpoint_out] = payload
-                self._remember(job.checkpoint_out, payload)
+                made[job.checkpoint_out] = {"evaluator": cand.result.state, "torch_rng": rng}
                 written = job.checkpoint_out
             out[n] = JobEvent(job, metrics, list(cand.result.curve), None, share + prep, written)
         return out
 
-    def _load(self, relative: str) -> dict[str, Any] | None:
+
+class CheckpointCache:
+    """Checkpoints kept in memory (the latest ``size``), written to the study directory at most
+    every ``flush_seconds`` (on ``maybe_flush``) and on ``flush``."""
+
+    def __init__(self, directory: str | None, flush_seconds: float = 30.0, size: int = _CACHE_SIZE):
+        self.directory, self.flush_seconds, self.size = directory, flush_seconds, size
+        self._cache: OrderedDict[str, Payload] = OrderedDict()
+        self._unsaved: dict[str, Payload] = {}
+        self._flushed_at = time.monotonic()
+
+    def get(self, relative: str) -> Payload | None:
         if relative in self._cache:
             self._cache.move_to_end(relative)
             return self._cache[relative]
-        path = Path(self.context.directory) / relative  # type: ignore[arg-type]
+        path = Path(self.directory) / relative  # type: ignore[arg-type]
         return load_checkpoint(path) if path.exists() else None
 
-    def _remember(self, relative: str, payload: dict[str, Any]) -> None:
+    def put(self, relative: str, payload: Payload) -> None:
+        self._unsaved[relative] = payload
         self._cache[relative] = payload
-        while len(self._cache) > _CACHE_SIZE:
+        while len(self._cache) > self.size:
             self._cache.popitem(last=False)
+
+    def discard(self, relative: str) -> None:
+        self._unsaved.pop(relative, None)
+        self._cache.pop(relative, None)
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._flushed_at > self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the checkpoints that are only in memory."""
+        for relative, payload in list(self._unsaved.items()):
+            save_checkpoint(Path(self.directory) / relative, payload)  # type: ignore[arg-type]
+            del self._unsaved[relative]
+        self._flushed_at = time.monotonic()
+
+
+class BatchingExecutor:
+    parallelism = 1  # one process: strategies that want results before asking again get them
+
+    def __init__(self, context: WorkerContext, capacity: int = 128, flush_seconds: float = 30.0):
+        self.context = context
+        self.capacity = capacity
+        self.runner = BatchRunner(context)
+        self.checkpoints = CheckpointCache(context.directory, flush_seconds)
+        self._queue: list[Job] = []
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+
+    def running(self) -> int:
+        return len(self._queue)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self._queue.clear()
+        self.flush()
+
+    def discard(self, relative: str) -> None:
+        """A checkpoint the study no longer needs (the trial has a newer one)."""
+        self.checkpoints.discard(relative)
+
+    def flush(self) -> None:
+        self.checkpoints.flush()
+
+    def poll(self, timeout: float | None = None) -> list[JobEvent]:
+        jobs, self._queue = self._queue, []
+        events, made = self.runner.run(jobs, self.checkpoints.get)
+        for relative, payload in made.items():
+            self.checkpoints.put(relative, payload)
+        self.checkpoints.maybe_flush()
+        return events

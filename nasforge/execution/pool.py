@@ -39,6 +39,19 @@ def _run(job: Job) -> JobEvent:
     return run_job(_CONTEXT, job)
 
 
+def new_pool(context: WorkerContext, workers: int) -> cf.ProcessPoolExecutor:
+    """A pool of ``workers`` processes, each given ``context`` once."""
+    method = _start_method()
+    if method == "fork":
+        # Forked workers inherit what the driver has loaded; the first torch.optim optimiser imports
+        # torch._dynamo (1.5-3.5 s here), which every worker would otherwise pay for again.
+        param_group = getattr(context.evaluator, "param_group", None)
+        if callable(param_group):
+            param_group()
+    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                  initializer=_init_worker, initargs=(context, os.getpid()))
+
+
 def _start_method() -> str:
     # fork starts workers in milliseconds and shares the context without pickling it; CUDA
     # cannot survive a fork, so once CUDA is initialised workers are spawned instead.
@@ -68,8 +81,7 @@ class ProcessPoolExecutor:
 
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(self.capacity, mp_context=multiprocessing.get_context(_start_method()),
-                                                initializer=_init_worker, initargs=(self.context, os.getpid()))
+            self._pool = new_pool(self.context, self.capacity)
             self._finished_by_pool = 0
         return self._pool
 
@@ -119,13 +131,19 @@ class ProcessPoolExecutor:
 
     def shutdown(self, cancel: bool = False) -> None:
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
+        if pool is not None:
+            stop_pool(pool, cancel)
         if cancel:
-            processes = list(getattr(pool, "_processes", {}).values() or [])
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:  # stop jobs already running; their trials are re-run on resume
-                process.terminate()
             self._futures.clear()
-        else:
-            pool.shutdown(wait=True)
+
+
+def stop_pool(pool: cf.ProcessPoolExecutor, cancel: bool) -> None:
+    """Wait for the pool's work to end, or with ``cancel`` stop it now (the trials it was
+    running are re-run on resume)."""
+    if not cancel:
+        pool.shutdown(wait=True)
+        return
+    processes = list(getattr(pool, "_processes", {}).values() or [])
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()

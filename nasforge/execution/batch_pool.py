@@ -1,0 +1,187 @@
+"""Batched training in several worker processes (``workers: N`` with the built-in trainer).
+
+Each ``poll`` splits the queued jobs into one shard per worker and waits for all of them, so
+the study sees the same events in the same order whatever the timing (as with one process).
+Jobs that can train together are kept in one shard: they are sorted by budget, whether they
+continue from a checkpoint and the size of their architecture, and cut into contiguous shards of
+about equal estimated cost (budget times the architecture's number of choices). Workers hold no state between polls: the driver keeps the checkpoints (in
+memory, written as :class:`~nasforge.execution.batching.CheckpointCache` writes them), sends each
+job's input checkpoint with its shard and gets the new ones back with the events.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import os
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasforge.errors import ConfigError
+from nasforge.execution import pool
+from nasforge.execution.base import Job, JobEvent
+from nasforge.execution.batching import BatchRunner, CheckpointCache, Payload
+from nasforge.execution.worker import WorkerContext
+
+_RUNNER: BatchRunner | None = None
+
+
+class _Array:
+    """A tensor on its way between processes, as a numpy array: pickled as plain bytes, where
+    torch's own pickling would move every small tensor into a shared-memory segment of its own
+    (~50 us each, hundreds per shard of states)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+
+def pack(obj: Any) -> Any:
+    """``obj`` with its (CPU) tensors as :class:`_Array`; :func:`unpack` reverses it."""
+    if isinstance(obj, torch.Tensor):
+        return _Array(obj.detach().numpy()) if obj.device.type == "cpu" and obj.dtype in _NUMPY_DTYPES else obj
+    if isinstance(obj, dict):
+        out = type(obj)((k, pack(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata  # type: ignore[attr-defined]
+        return out
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(pack(v) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: pack(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init})
+    return obj
+
+
+def unpack(obj: Any) -> Any:
+    if isinstance(obj, _Array):
+        return torch.from_numpy(obj.array)
+    if isinstance(obj, dict):
+        out = type(obj)((k, unpack(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata  # type: ignore[attr-defined]
+        return out
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(unpack(v) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: unpack(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init})
+    return obj
+
+
+_NUMPY_DTYPES = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8,
+                 torch.uint8, torch.bool}
+
+
+def _run_shard(jobs: list[Job], saved: dict[str, Payload]) -> Any:
+    global _RUNNER
+    if _RUNNER is None:
+        assert pool._CONTEXT is not None, "worker not initialised"
+        _RUNNER = BatchRunner(pool._CONTEXT)
+    return pack(_RUNNER.run(jobs, unpack(saved).get))
+
+
+def shards(jobs: list[Job], n: int) -> list[list[Job]]:
+    """Up to ``n`` contiguous runs of the jobs, sorted so that jobs likely to share a training
+    group are adjacent, with about equal total budget each (never an empty one)."""
+    order = sorted(jobs, key=lambda j: (j.budget, j.checkpoint_in is not None, len(j.arch), j.trial_id))
+    total = sum(map(_cost, order))
+    out: list[list[Job]] = [[]]
+    done = 0.0
+    for job in order:
+        if out[-1] and len(out) < n and done >= total * len(out) / n:
+            out.append([])
+        out[-1].append(job)
+        done += _cost(job)
+    return out
+
+
+def _cost(job: Job) -> float:
+    """A guess at a job's training time without building its model: its budget times the number
+    of its architecture's choices (more layers, more choices)."""
+    return max(job.budget, 1e-9) * (1 + len(job.arch))
+
+
+class BatchingPoolExecutor:
+    """``workers`` processes, each training its shard of every poll as :class:`BatchingExecutor`
+    trains all of it."""
+
+    def __init__(self, context: WorkerContext, workers: int, capacity: int = 128, flush_seconds: float = 30.0):
+        if workers < 1:
+            raise ConfigError(f"Invalid workers: {workers} (must be >= 1)")
+        self.parallelism = workers
+        self.capacity = max(capacity, workers)
+        if context.threads is None:
+            context.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.context = context
+        self.checkpoints = CheckpointCache(context.directory, flush_seconds)
+        self._queue: list[Job] = []
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._finished = 0  # jobs finished by any pool of this executor
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+
+    def running(self) -> int:
+        return len(self._queue)
+
+    def discard(self, relative: str) -> None:
+        self.checkpoints.discard(relative)
+
+    def flush(self) -> None:
+        self.checkpoints.flush()
+
+    def poll(self, timeout: float | None = None) -> list[JobEvent]:
+        jobs, self._queue = self._queue, []
+        if not jobs:
+            return []
+        events: dict[int, JobEvent] = {}
+        pending = shards(jobs, self.parallelism)  # one per worker: more, smaller shards batch worse
+        failed = []
+        for shard in self._run(pending, events):  # a dead worker takes every running shard down with it:
+            if self._run([shard], events):  # each runs again on its own, and one that dies again failed
+                failed.append(shard)
+        if failed and not self._finished:
+            raise pool.ExecutorError(
+                "worker processes died before finishing any job. If you started the search from a script "
+                "with workers > 1, put the call under `if __name__ == \"__main__\":`; else check memory.")
+        for shard in failed:
+            for job in shard:
+                events[job.trial_id] = JobEvent(job, error="worker process died twice running this job (killed, or out of memory)")
+        self.checkpoints.maybe_flush()
+        return [events[job.trial_id] for job in jobs]  # submission order: the study stays deterministic
+
+    def _run(self, pending: list[list[Job]], events: dict[int, JobEvent]) -> list[list[Job]]:
+        """Run the shards in the pool; the ones lost with a dead worker are returned."""
+        if self._pool is None:
+            self._pool = pool.new_pool(self.context, self.parallelism)
+        futures = {}
+        for shard in pending:
+            saved = {j.checkpoint_in: p for j in shard if j.checkpoint_in and (p := self.checkpoints.get(j.checkpoint_in)) is not None}
+            futures[self._pool.submit(_run_shard, shard, pack(saved))] = shard
+        lost = []
+        for future, shard in futures.items():
+            try:
+                shard_events, made = unpack(future.result())
+            except BrokenProcessPool:
+                lost.append(shard)
+                continue
+            except Exception as exc:  # noqa: BLE001 - e.g. the shard could not be sent to the worker
+                shard_events, made = [JobEvent(job, error=f"{type(exc).__name__}: {exc}") for job in shard], {}
+            self._finished += len(shard_events)
+            for event in shard_events:
+                events[event.job.trial_id] = event
+            for relative, payload in made.items():
+                self.checkpoints.put(relative, payload)
+        if lost:
+            self.shutdown(cancel=True, flush=False)
+        return lost
+
+    def shutdown(self, cancel: bool = False, flush: bool = True) -> None:
+        self._queue.clear()
+        executor, self._pool = self._pool, None
+        if executor is not None:
+            pool.stop_pool(executor, cancel)
+        if flush:
+            self.flush()

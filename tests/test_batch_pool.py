@@ -1,0 +1,107 @@
+"""Batched training in worker processes (``workers > 1`` with the built-in trainer)."""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+
+import nasforge
+from nasforge.execution.base import Job
+from nasforge.execution.batch_pool import pack, shards, unpack
+from nasforge.execution.batching import BatchRunner
+
+STUDY_LOSS = dict(rel=1e-3)  # other groups in other processes: rounding differs, and compounds
+PARENT = os.getpid()
+HB = dict(scheduler={"name": "hyperband", "args": {"eta": 3}}, budget=9, seed=1, executor="batched")
+
+
+def test_two_workers_match_one_process_through_promotions(tmp_path):
+    one = nasforge.search(out=tmp_path / "one", **HB)
+    two = nasforge.search(out=tmp_path / "two", workers=2, **HB)
+    assert [(t.arch, t.state, len(t.rungs)) for t in two.trials] == [(t.arch, t.state, len(t.rungs)) for t in one.trials]
+    assert sum(len(t.rungs) > 1 for t in two.trials) >= 3  # promoted trials continued from their checkpoints
+    for a, b in zip(two.trials, one.trials):
+        assert a.loss == pytest.approx(b.loss, **STUDY_LOSS)
+        # a promotion trains only the extra epochs
+        assert [p["epoch"] for p in two.store.curve(a.id)] == [p["epoch"] for p in one.store.curve(b.id)]
+    best = two.best
+    assert (tmp_path / "two" / best.checkpoint).exists()  # the driver wrote what the workers made
+    model = two.best_model()
+    data = nasforge.load_dataset("iris")
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(data.x_val), data.y_val).item()
+    assert loss == pytest.approx(best.loss, rel=1e-5)
+
+
+def _job(i: int, budget: float, depth: int, resumed: bool = False) -> Job:
+    arch = {"depth": depth, **{f"width_{k}": 8 for k in range(depth)}, "activation": "relu"}
+    return Job(i, arch, budget, i, f"c{i}" if resumed else None)
+
+
+def test_shards_keep_like_jobs_together_and_share_the_work():
+    jobs = [_job(i, budget=[1, 3, 9][i % 3], depth=1 + i % 4, resumed=i % 3 > 0) for i in range(24)]
+    parts = shards(jobs, 2)
+    assert len(parts) == 2 and sorted(j.trial_id for p in parts for j in p) == list(range(24))
+    costs = [sum(j.budget * (1 + len(j.arch)) for j in p) for p in parts]
+    assert max(costs) < 0.75 * sum(costs)  # neither worker gets nearly everything
+    keys = [(j.budget, j.checkpoint_in is not None, len(j.arch)) for p in parts for j in p]
+    assert keys == sorted(keys)  # a run of like jobs is cut at most once, where the shards meet
+    assert shards(jobs[:1], 4) == [jobs[:1]]  # never an empty shard
+    assert len(shards(jobs, 30)) <= 24
+
+
+def test_states_travel_between_processes_unchanged():
+    meta = OrderedDict(w=torch.randn(3, 2))
+    meta._metadata = {"": {"version": 1}}  # type: ignore[attr-defined]
+    payload = {"evaluator": {"model": meta, "optimizer": {"state": {0: {"step": torch.tensor(4.0), "exp_avg": torch.randn(3, 2)[:, :1]}},
+                                                         "param_groups": [{"lr": 0.01, "params": [0]}]},
+                             "positions": [1, (2, 3)], "half": torch.ones(2, dtype=torch.bfloat16)},
+               "torch_rng": torch.get_rng_state()}
+    packed = pack(payload)
+    assert not isinstance(packed["torch_rng"], torch.Tensor)  # numpy on the way: no shared-memory segment per tensor
+    back = unpack(packed)
+    assert back["evaluator"]["model"]._metadata == {"": {"version": 1}}
+    assert back["evaluator"]["positions"] == [1, (2, 3)]
+    flat_in, flat_out = _tensors(payload), _tensors(back)
+    assert len(flat_in) == len(flat_out) == 5
+    for a, b in zip(flat_in, flat_out):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
+
+
+def _dies_once(marker: Path, victim: int, always: bool):
+    real = BatchRunner.run
+
+    def run(self, jobs, saved):  # reaches the workers by fork
+        if os.getpid() != PARENT and any(j.trial_id == victim for j in jobs) and (always or not marker.exists()):
+            marker.touch()
+            os._exit(1)  # as if killed (out of memory) in the middle of the shard
+        return real(self, jobs, saved)
+    return run
+
+
+@pytest.mark.parametrize("always", [False, True])
+def test_a_dead_worker_costs_its_shard_one_retry(tmp_path, monkeypatch, always):
+    kw = dict(budget=2, trials=8, seed=4, workers=2, executor="batched")
+    reference = nasforge.search(out=tmp_path / "ref", **kw)
+    monkeypatch.setattr(BatchRunner, "run", _dies_once(tmp_path / "died", victim=5, always=always))
+    study = nasforge.search(out=tmp_path / "cut", **kw)
+    assert (tmp_path / "died").exists()
+    states = {t.id: t.state.value for t in study.trials}
+    if always:
+        assert states[5] == "failed" and "died twice" in study.store.trial(5).error
+        assert any(s == "complete" for s in states.values())  # the other shard's jobs were not lost
+    else:
+        assert [(t.arch, t.loss) for t in study.trials] == [(t.arch, t.loss) for t in reference.trials]
