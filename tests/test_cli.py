@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import nasforge
 from nasforge.cli import main
 
 FAST = ["--trials", "4", "--budget", "3"]
@@ -137,7 +138,10 @@ def test_kill_9_with_two_workers_then_resume(tmp_path):
     ref = run("search", "--out", str(tmp_path / "ref"), *args, timeout=300)
     assert ref.returncode == 0, ref.stderr
     study = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "nasforge.cli", "search", "--out", str(study), "--workers", "2", *args],
+    # the process pool, one job per worker, records trials one by one (a batched poll lands all at once)
+    config = tmp_path / "pool.yaml"
+    config.write_text((Path(nasforge.__file__).parent / "defaults" / "default.yaml").read_text() + "executor: pool\n")
+    proc = subprocess.Popen([sys.executable, "-m", "nasforge.cli", "search", str(config), "--out", str(study), "--workers", "2", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while _completed(study / "study.db") < 4 and time.time() < deadline:
