@@ -1,7 +1,8 @@
 """Batched training in several worker processes (``workers: N`` with the built-in trainer).
 
-Each ``poll`` splits the queued jobs into one shard per worker and waits for all of them, so
-the study sees the same events in the same order whatever the timing (as with one process).
+Each ``poll`` splits the queued jobs into one shard per worker (fewer for a few jobs) and waits
+for all of them, so the study sees the same events in the same order whatever the timing (as with
+one process). The driver trains the first shard itself: it would only wait otherwise.
 Jobs that can train together are kept in one shard: they are sorted by budget, whether they
 continue from a checkpoint and the size of their architecture, and cut into contiguous shards of
 about equal estimated cost (budget times the architecture's number of choices). Workers hold no state between polls: the driver keeps the checkpoints (in
@@ -24,6 +25,7 @@ from nasforge.execution import pool
 from nasforge.execution.base import Job, JobEvent
 from nasforge.execution.batching import BatchRunner, CheckpointCache, Payload
 from nasforge.execution.worker import WorkerContext
+from nasforge.train.state import torch_threads
 
 _RUNNER: BatchRunner | None = None
 
@@ -84,16 +86,20 @@ def _run_shard(jobs: list[Job], saved: dict[str, Payload]) -> Any:
 
 def shards(jobs: list[Job], n: int) -> list[list[Job]]:
     """Up to ``n`` contiguous runs of the jobs, sorted so that jobs likely to share a training
-    group are adjacent, with about equal total budget each (never an empty one)."""
+    group are adjacent, with about equal estimated cost each (never an empty one): a job goes to
+    the shard whose share of the total holds the middle of its own cost."""
     order = sorted(jobs, key=lambda j: (j.budget, j.checkpoint_in is not None, len(j.arch), j.trial_id))
     total = sum(map(_cost, order))
-    out: list[list[Job]] = [[]]
-    done = 0.0
+    out: list[list[Job]] = []
+    done, index = 0.0, -1
     for job in order:
-        if out[-1] and len(out) < n and done >= total * len(out) / n:
+        cost = _cost(job)
+        share = min(n - 1, int((done + cost / 2) * n / total))
+        if share > index:
             out.append([])
+            index = share
         out[-1].append(job)
-        done += _cost(job)
+        done += cost
     return out
 
 
@@ -104,8 +110,11 @@ def _cost(job: Job) -> float:
 
 
 class BatchingPoolExecutor:
-    """``workers`` processes, each training its shard of every poll as :class:`BatchingExecutor`
-    trains all of it."""
+    """``workers`` shards of every poll trained at once as :class:`BatchingExecutor` trains all of
+    it: one in this process, which would otherwise only wait, the others in ``workers - 1``
+    worker processes."""
+
+    min_shard = 4  # jobs: a smaller shard is not worth a round trip to a process
 
     def __init__(self, context: WorkerContext, workers: int, capacity: int = 128, flush_seconds: float = 30.0):
         if workers < 1:
@@ -115,10 +124,11 @@ class BatchingPoolExecutor:
         if context.threads is None:
             context.threads = max(1, (os.cpu_count() or 1) // workers)
         self.context = context
+        self.runner = BatchRunner(context)
         self.checkpoints = CheckpointCache(context.directory, flush_seconds)
         self._queue: list[Job] = []
         self._pool: cf.ProcessPoolExecutor | None = None
-        self._finished = 0  # jobs finished by any pool of this executor
+        self._finished = 0  # jobs finished by any worker process of this executor
 
     def submit(self, job: Job) -> None:
         self._queue.append(job)
@@ -137,10 +147,13 @@ class BatchingPoolExecutor:
         if not jobs:
             return []
         events: dict[int, JobEvent] = {}
-        pending = shards(jobs, self.parallelism)  # one per worker: more, smaller shards batch worse
+        local, *remote = shards(jobs, min(self.parallelism, max(1, len(jobs) // self.min_shard)))
+        futures = self._send(remote)
+        with torch_threads(self.context.threads or torch.get_num_threads()):  # beside the workers, not over them
+            self._keep(*self.runner.run(local, self.checkpoints.get), events)
         failed = []
-        for shard in self._run(pending, events):  # a dead worker takes every running shard down with it:
-            if self._run([shard], events):  # each runs again on its own, and one that dies again failed
+        for shard in self._collect(futures, events):  # a dead worker takes every running shard down with it:
+            if self._collect(self._send([shard]), events):  # each runs again on its own; one that dies again failed
                 failed.append(shard)
         if failed and not self._finished:
             raise pool.ExecutorError(
@@ -152,14 +165,19 @@ class BatchingPoolExecutor:
         self.checkpoints.maybe_flush()
         return [events[job.trial_id] for job in jobs]  # submission order: the study stays deterministic
 
-    def _run(self, pending: list[list[Job]], events: dict[int, JobEvent]) -> list[list[Job]]:
-        """Run the shards in the pool; the ones lost with a dead worker are returned."""
+    def _send(self, remote: list[list[Job]]) -> dict[cf.Future[Any], list[Job]]:
+        if not remote:
+            return {}
         if self._pool is None:
-            self._pool = pool.new_pool(self.context, self.parallelism)
+            self._pool = pool.new_pool(self.context, self.parallelism - 1)
         futures = {}
-        for shard in pending:
+        for shard in remote:
             saved = {j.checkpoint_in: p for j in shard if j.checkpoint_in and (p := self.checkpoints.get(j.checkpoint_in)) is not None}
             futures[self._pool.submit(_run_shard, shard, pack(saved))] = shard
+        return futures
+
+    def _collect(self, futures: dict[cf.Future[Any], list[Job]], events: dict[int, JobEvent]) -> list[list[Job]]:
+        """Wait for the shards; the ones lost with a dead worker are returned."""
         lost = []
         for future, shard in futures.items():
             try:
@@ -170,13 +188,16 @@ class BatchingPoolExecutor:
             except Exception as exc:  # noqa: BLE001 - e.g. the shard could not be sent to the worker
                 shard_events, made = [JobEvent(job, error=f"{type(exc).__name__}: {exc}") for job in shard], {}
             self._finished += len(shard_events)
-            for event in shard_events:
-                events[event.job.trial_id] = event
-            for relative, payload in made.items():
-                self.checkpoints.put(relative, payload)
+            self._keep(shard_events, made, events)
         if lost:
             self.shutdown(cancel=True, flush=False)
         return lost
+
+    def _keep(self, shard_events: list[JobEvent], made: dict[str, Payload], events: dict[int, JobEvent]) -> None:
+        for event in shard_events:
+            events[event.job.trial_id] = event
+        for relative, payload in made.items():
+            self.checkpoints.put(relative, payload)
 
     def shutdown(self, cancel: bool = False, flush: bool = True) -> None:
         self._queue.clear()
