@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import multiprocessing
 import os
 import signal
@@ -48,8 +49,19 @@ def new_pool(context: WorkerContext, workers: int) -> cf.ProcessPoolExecutor:
         param_group = getattr(context.evaluator, "param_group", None)
         if callable(param_group):
             param_group()
-    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+    pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                   initializer=_init_worker, initargs=(context, os.getpid()))
+    # Start the workers now with the driver's objects frozen out of the garbage collector: a
+    # worker's collections would otherwise visit every object it inherited, copying each page
+    # they sit on (~0.3 s after a shard of 40 jobs here).
+    gc.freeze()
+    try:
+        pool.submit(int).result()
+    except BrokenProcessPool:
+        pass  # the first real job meets the broken pool and reports it
+    finally:
+        gc.unfreeze()
+    return pool
 
 
 def _start_method() -> str:
