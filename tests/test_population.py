@@ -96,6 +96,42 @@ def test_every_hand_differentiated_activation_matches_autograd(iris):
             assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS), i
 
 
+@pytest.mark.parametrize("make_act", [nn.ReLU, nn.Tanh, nn.GELU, lambda: nn.GELU(approximate="tanh"), nn.SiLU,
+                                      lambda: nn.ELU(0.7), lambda: nn.LeakyReLU(0.2), nn.Identity])
+def test_layers_of_one_activation_match_autograd(iris, make_act):
+    """A group whose rows share one activation takes the out-of-place path (and GELU, being
+    small, ATen's kernels with oneDNN switched off for the call): the same training as alone."""
+    def build(i):
+        torch.manual_seed(i)
+        return nn.Sequential(nn.Flatten(), nn.Linear(4, 6 + i), make_act(), nn.Linear(6 + i, 5), make_act(), nn.Linear(5, 3))
+
+    trainer = SupervisedTrainer(device="cpu")
+    pop = PopulationTrainer(trainer)
+    cands = []
+    for i in range(3):
+        build(i)
+        cands.append(pop.candidate(build(i), 3, None))
+    pop.train(cands, iris)
+    assert torch._C._get_mkldnn_enabled()  # the switch is back where it was
+    for i, cand in enumerate(cands):
+        build(i)
+        ref = trainer(build(i), iris, 3)
+        for a, b in zip(cand.result.curve, ref.curve):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS), i
+
+
+def test_the_onednn_switch_is_restored_when_a_kernel_fails():
+    from nasforge.train.stacked_mlp import _native_if_small
+
+    def fails(x):
+        assert not torch._C._get_mkldnn_enabled()
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _native_if_small(fails, torch.zeros(10))
+    assert torch._C._get_mkldnn_enabled()
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_states_interoperate_with_the_one_by_one_trainer(iris, optimizer):
     """Train 2.5 epochs together, continue alone to 5 (and the reverse): as if trained straight.
