@@ -113,3 +113,12 @@ def test_a_dead_worker_costs_its_shard_one_retry(tmp_path, monkeypatch, always):
         assert sum(t.state.value != "failed" for t in study.trials) >= len(study.trials) - len(victims)  # nothing else lost
     else:
         assert [(t.arch, t.state, t.loss) for t in study.trials] == [(t.arch, t.state, t.loss) for t in reference.trials]
+
+
+@pytest.mark.parametrize("executor", ["batched", "pool"])
+def test_workers_that_cannot_start_give_a_clear_error(tmp_path, monkeypatch, executor):
+    from nasforge.execution import pool
+
+    monkeypatch.setattr(pool, "_init_worker", lambda *args: os._exit(1))  # reaches the workers by fork
+    with pytest.raises(pool.ExecutorError, match="died before finishing any job.*__main__"):
+        nasforge.search(out=tmp_path, budget=1, trials=8, workers=2, executor=executor)  # 8: a shard for the worker

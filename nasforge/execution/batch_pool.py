@@ -156,9 +156,7 @@ class BatchingPoolExecutor:
             if self._collect(self._send([shard]), events):  # each runs again on its own; one that dies again failed
                 failed.append(shard)
         if failed and not self._finished:
-            raise pool.ExecutorError(
-                "worker processes died before finishing any job. If you started the search from a script "
-                "with workers > 1, put the call under `if __name__ == \"__main__\":`; else check memory.")
+            raise pool.ExecutorError(pool.DIED_AT_START)
         for shard in failed:
             for job in shard:
                 events[job.trial_id] = JobEvent(job, error="worker process died twice running this job (killed, or out of memory)")

@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
-from nasforge.errors import ConfigError
+from nasforge.errors import ConfigError, NasforgeError
 from nasforge.execution.base import Job, JobEvent
 from nasforge.execution.worker import WorkerContext, run_job
 
@@ -57,8 +57,8 @@ def new_pool(context: WorkerContext, workers: int) -> cf.ProcessPoolExecutor:
     gc.freeze()
     try:
         pool.submit(int).result()
-    except BrokenProcessPool:
-        pass  # the first real job meets the broken pool and reports it
+    except BrokenProcessPool as exc:  # they died doing nothing: no job will run there
+        raise ExecutorError(DIED_AT_START) from exc
     finally:
         gc.unfreeze()
     return pool
@@ -72,8 +72,12 @@ def _start_method() -> str:
     return "spawn"
 
 
-class ExecutorError(RuntimeError):
-    pass
+class ExecutorError(NasforgeError, RuntimeError):
+    """The workers cannot run jobs at all (the command line prints it as one line)."""
+
+
+DIED_AT_START = ("worker processes died before finishing any job. If you started the search from a script with "
+                 "workers > 1, put the call under `if __name__ == \"__main__\":`; else check memory.")
 
 
 class ProcessPoolExecutor:
@@ -126,9 +130,7 @@ class ProcessPoolExecutor:
         jobs = list(self._futures.values())
         self.shutdown(cancel=True)
         if not self._finished_by_pool:
-            raise ExecutorError(
-                "worker processes died before finishing any job. If you started the search from a script "
-                "with workers > 1, put the call under `if __name__ == \"__main__\":`; else check memory.")
+            raise ExecutorError(DIED_AT_START)
         failed = []
         for job in jobs:
             if self._retries.get(job.trial_id, 0) >= 1:
