@@ -10,14 +10,14 @@ from typing import Any, Union
 
 JSONValue = Union[None, bool, int, float, str, list[Any], dict[str, Any]]
 ArchDict = dict[str, Any]
+"""An architecture: decision label -> value (int, float, str, or list of str). JSON-serialisable."""
+Metrics = dict[str, float]
 
 
 def arch_key(arch: ArchDict) -> str:
     """One string per architecture (JSON, sorted keys): for sets and dicts of architectures, and
     in saved strategy states."""
     return json.dumps(arch, sort_keys=True)
-"""An architecture: decision label -> value (int, float, str, or list of str). JSON-serialisable."""
-Metrics = dict[str, float]
 
 
 class TrialState(str, enum.Enum):
