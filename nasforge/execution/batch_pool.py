@@ -12,7 +12,6 @@ job's input checkpoint with its shard and gets the new ones back with the events
 from __future__ import annotations
 
 import concurrent.futures as cf
-import dataclasses
 import os
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -25,7 +24,7 @@ from nasforge.execution import pool
 from nasforge.execution.base import Job, JobEvent
 from nasforge.execution.batching import BatchRunner, CheckpointCache, Payload
 from nasforge.execution.worker import WorkerContext
-from nasforge.train.state import torch_threads
+from nasforge.train.state import map_leaves, torch_threads
 
 _RUNNER: BatchRunner | None = None
 
@@ -43,33 +42,17 @@ class _Array:
 
 def pack(obj: Any) -> Any:
     """``obj`` with its (CPU) tensors as :class:`_Array`; :func:`unpack` reverses it."""
-    if isinstance(obj, torch.Tensor):
-        return _Array(obj.detach().numpy()) if obj.device.type == "cpu" and obj.dtype in _NUMPY_DTYPES else obj
-    if isinstance(obj, dict):
-        out = type(obj)((k, pack(v)) for k, v in obj.items())
-        if hasattr(obj, "_metadata"):
-            out._metadata = obj._metadata  # type: ignore[attr-defined]
-        return out
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return type(obj)(pack(v) for v in obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: pack(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init})
-    return obj
+    return map_leaves(obj, _to_array)
 
 
 def unpack(obj: Any) -> Any:
-    if isinstance(obj, _Array):
-        return torch.from_numpy(obj.array)
-    if isinstance(obj, dict):
-        out = type(obj)((k, unpack(v)) for k, v in obj.items())
-        if hasattr(obj, "_metadata"):
-            out._metadata = obj._metadata  # type: ignore[attr-defined]
-        return out
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return type(obj)(unpack(v) for v in obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: unpack(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init})
-    return obj
+    return map_leaves(obj, lambda v: torch.from_numpy(v.array) if isinstance(v, _Array) else v)
+
+
+def _to_array(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.dtype in _NUMPY_DTYPES:
+        return _Array(value.detach().numpy())
+    return value
 
 
 _NUMPY_DTYPES = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8,

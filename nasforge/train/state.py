@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import OrderedDict
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -17,21 +18,31 @@ def seed_torch(seed: int) -> None:
         torch.default_generator.manual_seed(seed)
 
 
-def clone_state(obj: Any) -> Any:
-    """A snapshot of nested dicts/lists of tensors that later training cannot change; a few times
-    cheaper than ``copy.deepcopy``. Keeps a state dict's ``_metadata``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
+def map_leaves(obj: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``obj`` rebuilt with ``leaf(x)`` for every ``x`` inside it that is not a dict, list, tuple
+    or dataclass instance (those are walked and rebuilt; named tuples are leaves). An
+    ``OrderedDict`` stays one and keeps a state dict's ``_metadata``; other dicts become dicts."""
+    if isinstance(obj, (torch.Tensor, str, int, float)) or obj is None:  # the common leaves, decided at once
+        return leaf(obj)
     if isinstance(obj, dict):
-        out = OrderedDict((k, clone_state(v)) for k, v in obj.items()) if isinstance(obj, OrderedDict) else \
-            {k: clone_state(v) for k, v in obj.items()}
+        out = OrderedDict((k, map_leaves(v, leaf)) for k, v in obj.items()) if isinstance(obj, OrderedDict) else \
+            {k: map_leaves(v, leaf) for k, v in obj.items()}
         metadata = getattr(obj, "_metadata", None)
         if metadata is not None:
             out._metadata = metadata  # type: ignore[attr-defined]
         return out
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(clone_state(v) for v in obj)
-    return obj
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(map_leaves(v, leaf) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: map_leaves(getattr(obj, f.name), leaf)
+                                           for f in dataclasses.fields(obj) if f.init})
+    return leaf(obj)
+
+
+def clone_state(obj: Any) -> Any:
+    """A snapshot of nested dicts/lists of tensors that later training cannot change; a few times
+    cheaper than ``copy.deepcopy``. Keeps a state dict's ``_metadata``."""
+    return map_leaves(obj, lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v)
 
 
 def optimizer_slots(make_optimizer: Any, model: torch.nn.Module, saved: dict[str, Any]) -> tuple[list[dict[str, torch.Tensor]], Any]:
