@@ -5,9 +5,10 @@ for all of them, so the study sees the same events in the same order whatever th
 one process). The driver trains the first shard itself: it would only wait otherwise.
 Jobs that can train together are kept in one shard: they are sorted by budget, whether they
 continue from a checkpoint and the size of their architecture, and cut into contiguous shards of
-about equal estimated cost (budget times the architecture's number of choices). Workers hold no state between polls: the driver keeps the checkpoints (in
-memory, written as :class:`~nasforge.execution.batching.CheckpointCache` writes them), sends each
-job's input checkpoint with its shard and gets the new ones back with the events.
+about equal estimated cost (budget times the architecture's number of choices). Workers hold no
+state between polls: the driver keeps the checkpoints (in memory, written as
+:class:`~nasforge.execution.batching.CheckpointCache` writes them), sends each job's input
+checkpoint with its shard and gets the new ones back with the events.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch
 from nasforge.errors import ConfigError
 from nasforge.execution import pool
 from nasforge.execution.base import Job, JobEvent
-from nasforge.execution.batching import BatchRunner, CheckpointCache, Payload
+from nasforge.execution.batching import BatchingExecutor, BatchRunner, Payload
 from nasforge.execution.worker import WorkerContext
 from nasforge.train.state import map_leaves, torch_threads
 
@@ -92,7 +93,7 @@ def _cost(job: Job) -> float:
     return max(job.budget, 1e-9) * (1 + len(job.arch))
 
 
-class BatchingPoolExecutor:
+class BatchingPoolExecutor(BatchingExecutor):
     """``workers`` shards of every poll trained at once as :class:`BatchingExecutor` trains all of
     it: one in this process, which would otherwise only wait, the others in ``workers - 1``
     worker processes."""
@@ -102,28 +103,12 @@ class BatchingPoolExecutor:
     def __init__(self, context: WorkerContext, workers: int, capacity: int = 128, flush_seconds: float = 30.0):
         if workers < 1:
             raise ConfigError(f"Invalid workers: {workers} (must be >= 1)")
-        self.parallelism = workers
-        self.capacity = max(capacity, workers)
         if context.threads is None:
             context.threads = max(1, (os.cpu_count() or 1) // workers)
-        self.context = context
-        self.runner = BatchRunner(context)
-        self.checkpoints = CheckpointCache(context.directory, flush_seconds)
-        self._queue: list[Job] = []
+        super().__init__(context, max(capacity, workers), flush_seconds)
+        self.parallelism = workers
         self._pool: cf.ProcessPoolExecutor | None = None
         self._finished = 0  # jobs finished by any worker process of this executor
-
-    def submit(self, job: Job) -> None:
-        self._queue.append(job)
-
-    def running(self) -> int:
-        return len(self._queue)
-
-    def discard(self, relative: str) -> None:
-        self.checkpoints.discard(relative)
-
-    def flush(self) -> None:
-        self.checkpoints.flush()
 
     def poll(self, timeout: float | None = None) -> list[JobEvent]:
         jobs, self._queue = self._queue, []
@@ -171,7 +156,7 @@ class BatchingPoolExecutor:
             self._finished += len(shard_events)
             self._keep(shard_events, made, events)
         if lost:
-            self.shutdown(cancel=True, flush=False)
+            self._stop_pool(cancel=True)
         return lost
 
     def _keep(self, shard_events: list[JobEvent], made: dict[str, Payload], events: dict[int, JobEvent]) -> None:
@@ -180,10 +165,11 @@ class BatchingPoolExecutor:
         for relative, payload in made.items():
             self.checkpoints.put(relative, payload)
 
-    def shutdown(self, cancel: bool = False, flush: bool = True) -> None:
-        self._queue.clear()
+    def shutdown(self, cancel: bool = False) -> None:
+        self._stop_pool(cancel)
+        super().shutdown(cancel)
+
+    def _stop_pool(self, cancel: bool) -> None:
         executor, self._pool = self._pool, None
         if executor is not None:
             pool.stop_pool(executor, cancel)
-        if flush:
-            self.flush()
