@@ -33,3 +33,17 @@ def nested_space(arch, n_in: int = 4, n_out: int = 3) -> nn.Module:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def hard_latency_study(out):
+    """A grid over four MLP widths whose accuracy and latency both grow with the width, searched
+    for val_accuracy under a hard 3 ms latency target: width 30 is the best that meets it."""
+    import nasforge
+
+    def evaluate(model, data, budget, state):
+        width = model[1].out_features
+        return {"val_accuracy": 0.5 + width / 100, "latency_ms": width / 10.0}  # wider: better and slower
+
+    grid = {"name": "grid", "args": {"values": {"depth": [1], "width_0": [10, 20, 30, 40], "activation": ["relu"]}}}
+    return nasforge.search("mlp", "iris", grid, evaluate=evaluate, budget=1, trials=4, objective="val_accuracy",
+                           mode="max", out=out, constraint={"metric": "latency_ms", "target": 3.0, "kind": "hard"})

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-import nasforge
+from conftest import hard_latency_study
 from nasforge.config import parse_config
 from nasforge.errors import ConfigError
 from nasforge.types import Constraint, Objective
@@ -86,14 +86,7 @@ def test_a_measuring_device_this_machine_lacks_is_a_config_error(tmp_path):
 
 def test_a_hard_latency_target_returns_a_model_that_meets_it(tmp_path):
     """The reward prefers an accurate model under the target to a more accurate one over it."""
-    def evaluate(model, data, budget, state):
-        width = model[1].out_features
-        return {"val_accuracy": 0.5 + width / 100, "latency_ms": width / 10.0}  # wider: better and slower
-
-    study = nasforge.search("mlp", "iris", {"name": "grid", "args": {"values": {"depth": [1], "width_0": [10, 20, 30, 40],
-                                                                                  "activation": ["relu"]}}},
-                            evaluate=evaluate, budget=1, trials=4, objective="val_accuracy", mode="max", out=tmp_path,
-                            constraint={"metric": "latency_ms", "target": 3.0, "kind": "hard"})
+    study = hard_latency_study(tmp_path)
     assert study.best.arch["width_0"] == 30  # 40 is more accurate, but 4 ms > 3 ms
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import nasforge
+from conftest import hard_latency_study
 from nasforge.cli import main
 from nasforge.errors import ConfigError
 from nasforge.report.html import write_report
@@ -201,14 +202,7 @@ def test_report_escapes_text_and_survives_a_study_without_results(tmp_path):
 def test_a_constrained_study_plots_the_reward_it_ranks_by(tmp_path, monkeypatch):
     from nasforge.report import plots
 
-    def evaluate(model, data, budget, state):
-        width = model[1].out_features
-        return {"val_accuracy": 0.5 + width / 100, "latency_ms": width / 10.0}  # wider: better and slower
-
-    study = nasforge.search("mlp", "iris", {"name": "grid", "args": {"values": {"depth": [1], "width_0": [10, 20, 30, 40],
-                                                                                  "activation": ["relu"]}}},
-                            evaluate=evaluate, budget=1, trials=4, objective="val_accuracy", mode="max", out=tmp_path,
-                            constraint={"metric": "latency_ms", "target": 3.0, "kind": "hard"})
+    study = hard_latency_study(tmp_path)
     seen = {}
     real = plots.trajectory_png
 
