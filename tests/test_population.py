@@ -121,7 +121,7 @@ def test_layers_of_one_activation_match_autograd(iris, make_act):
 
 
 def test_the_onednn_switch_is_restored_when_a_kernel_fails():
-    from nasforge.train.stacked_mlp import _native_if_small
+    from nasforge.train.activations import _native_if_small
 
     def fails(x):
         assert not torch._C._get_mkldnn_enabled()

@@ -1,0 +1,93 @@
+"""Activations of stacked MLP groups: forward and backward kernels, called directly.
+
+A stacked group computes its own gradients (no autograd graph, which for small networks costs
+more than the arithmetic), so each activation it takes is differentiated here by hand with the
+kernels autograd itself runs.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+Forward = Callable[[torch.Tensor, torch.Tensor], object]
+"""(input z, out): write the activation of z into out."""
+Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], object]
+"""(gradient w.r.t. the activation's output, its input z, its output h, out): write the gradient
+w.r.t. z into out."""
+_A = torch.ops.aten  # the kernels autograd runs, one call each, writing into a slice of one buffer
+
+
+def kernels(act: nn.Module) -> tuple[Forward, Backward] | None:
+    """Forward and backward of the activations a stacked group takes: those with f(0) = 0 (a
+    zero-padded unit must stay exactly zero), differentiated by hand; None for any other. Both
+    write into ``out`` (the candidate rows of one layer's buffer), so candidates with
+    different activations need no concatenation."""
+    if isinstance(act, nn.ReLU):
+        return (lambda z, out: _A.relu.out(z, out=out),
+                lambda g, z, h, out: _A.threshold_backward.grad_input(g, h, 0, grad_input=out))
+    if isinstance(act, nn.Tanh):
+        return (lambda z, out: _A.tanh.out(z, out=out),
+                lambda g, z, h, out: _A.tanh_backward.grad_input(g, h, grad_input=out))
+    if isinstance(act, nn.GELU):
+        approximate = act.approximate
+        return (lambda z, out: _native_if_small(_A.gelu.out, z, approximate=approximate, out=out),
+                lambda g, z, h, out: _native_if_small(_A.gelu_backward.grad_input, g, z, approximate=approximate, grad_input=out))
+    if isinstance(act, nn.SiLU):
+        return (lambda z, out: _A.silu.out(z, out=out),
+                lambda g, z, h, out: _A.silu_backward.grad_input(g, z, grad_input=out))
+    if isinstance(act, nn.ELU):
+        alpha = float(act.alpha)
+        return (lambda z, out: _A.elu.out(z, alpha, 1, 1, out=out),
+                lambda g, z, h, out: _A.elu_backward.grad_input(g, alpha, 1, 1, False, z, grad_input=out))
+    if isinstance(act, nn.LeakyReLU):
+        slope = float(act.negative_slope)
+        return (lambda z, out: _A.leaky_relu.out(z, slope, out=out),
+                lambda g, z, h, out: _A.leaky_relu_backward.grad_input(g, z, slope, False, grad_input=out))
+    if isinstance(act, nn.Identity):
+        return lambda z, out: out.copy_(z), lambda g, z, h, out: out.copy_(g)
+    return None
+
+
+ONEDNN_FROM = 32768
+"""Elements from which GELU runs through oneDNN. Below it ATen's own kernels are 2-5x faster:
+oneDNN's per-call set-up dominates (1,600 elements: 28 us against 5.5 us backward); from ~30k
+(forward) and ~50k (backward) oneDNN wins."""
+
+
+def _native_if_small(fn: Callable[..., Any], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """``fn(x, ...)`` with oneDNN switched off while ``x`` is small. The switch is torch's global
+    one (what ``torch.backends.mkldnn.flags`` sets), so another thread running at the same instant
+    may take ATen's kernels too: the same results up to rounding."""
+    if x.numel() >= ONEDNN_FROM or not torch._C._get_mkldnn_enabled():
+        return fn(x, *args, **kwargs)
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        return fn(x, *args, **kwargs)
+    finally:
+        torch._C._set_mkldnn_enabled(True)
+
+
+def native(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The activation out of place through torch's generated bindings: for a layer whose rows all
+    share one activation, one call instead of an allocation and an ``out=`` call through
+    ``torch.ops`` (each ~2-3 us of dispatch; a step makes a few per layer). The same kernels.
+    Lambdas rather than ``functools.partial``: a sampling profiler sees the C call inside a
+    lambda, and charges a partial's to its caller."""
+    if isinstance(act, nn.ReLU):
+        return torch.relu
+    if isinstance(act, nn.Tanh):
+        return torch.tanh
+    if isinstance(act, nn.GELU):
+        approximate = act.approximate
+        return lambda z: _native_if_small(torch._C._nn.gelu, z, approximate=approximate)
+    if isinstance(act, nn.SiLU):
+        return torch._C._nn.silu
+    if isinstance(act, nn.ELU):
+        alpha = float(act.alpha)
+        return lambda z: torch._C._nn.elu(z, alpha)
+    if isinstance(act, nn.LeakyReLU):
+        slope = float(act.negative_slope)
+        return lambda z: torch._C._nn.leaky_relu(z, slope)
+    return lambda z: z  # Identity (kernels() has already refused anything else)
