@@ -96,6 +96,68 @@ def test_every_hand_differentiated_activation_matches_autograd(iris):
             assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS), i
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_group_of_mixed_depths_trains_as_each_alone(iris, monkeypatch, optimizer):
+    """Depths 0 to 4 in one group (forced: every merge 'saves'), widths and activations mixed,
+    a shallow candidate wider than the deep ones: each trains, exports and continues as alone,
+    and states trained alone load into such a group."""
+    from nasforge.train import grouping
+
+    monkeypatch.setattr(grouping, "step_cost", lambda shapes, batch: 1.0 if shapes else 0.0)
+    specs = [[], [30], [5, 7], [9, 4, 6], [3, 8, 2, 5], [12, 3], [40], [6, 6, 6, 6]]
+    acts = [nn.Tanh, nn.ReLU, nn.GELU, nn.Tanh, nn.ReLU, nn.GELU, nn.Tanh, nn.ReLU]
+
+    def build(i):
+        torch.manual_seed(i)
+        layers, width = [nn.Flatten()], 4
+        for w in specs[i]:
+            layers += [nn.Linear(width, w), acts[i]()]
+            width = w
+        return nn.Sequential(*layers, nn.Linear(width, 3))
+
+    trainer = SupervisedTrainer(optimizer=optimizer, device="cpu")
+    pop = PopulationTrainer(trainer)
+
+    def group(budget, states):
+        cands = []
+        for i, state in enumerate(states):
+            build(i)  # the same draws as alone: the shuffling seed follows the build
+            cands.append(pop.candidate(build(i), budget, state))
+        assert len(pop._mlp_groups(cands)) == 1
+        pop.train(cands, iris)
+        return cands
+
+    first = group(2, [None] * len(specs))
+    for i, cand in enumerate(first):
+        build(i)
+        ref = trainer(build(i), iris, 2)
+        assert cand.error is None, i
+        for a, b in zip(cand.result.curve, ref.curve, strict=True):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS), i
+            assert a["train_loss"] == pytest.approx(b["train_loss"], **LOSS), i
+        for name, value in ref.state["model"].items():
+            assert torch.allclose(cand.result.state["model"][name], value, atol=WEIGHT), (i, name)
+        build(i)
+        straight = trainer(build(i), iris, 4).metrics["val_loss"]
+        assert trainer(build(i), iris, 4, cand.result.state).metrics["val_loss"] == pytest.approx(straight, **LOSS), i
+    singles = []
+    for i in range(len(specs)):
+        build(i)
+        singles.append(trainer(build(i), iris, 2).state)
+    for i, cand in enumerate(group(4, singles)):
+        build(i)
+        assert cand.result.metrics["val_loss"] == pytest.approx(trainer(build(i), iris, 4).metrics["val_loss"], **LOSS), i
+
+
+def test_stacked_rows_must_go_deepest_first():
+    from nasforge.train.stacked_mlp import layout
+
+    shallow, deep = [nn.Linear(4, 3)], [nn.Linear(4, 5), nn.Linear(5, 3)]
+    assert layout([deep, shallow]).rows == [1, 2]
+    with pytest.raises(ValueError, match="deepest first"):
+        layout([shallow, deep])
+
+
 @pytest.mark.parametrize("make_act", [nn.ReLU, nn.Tanh, nn.GELU, lambda: nn.GELU(approximate="tanh"), nn.SiLU,
                                       lambda: nn.ELU(0.7), lambda: nn.LeakyReLU(0.2), nn.Identity])
 def test_layers_of_one_activation_match_autograd(iris, make_act):

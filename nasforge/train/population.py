@@ -4,7 +4,7 @@ Small networks spend almost all their time in per-step overhead (Python, op disp
 optimiser loop), not in arithmetic, so candidates that are ready together (a rung, a batch of
 proposals) train together:
 
-* MLPs (``[Flatten,] Linear, act, ..., Linear``) of one depth are stacked into one zero-padded
+* MLPs (``[Flatten,] Linear, act, ..., Linear``) of any depths are stacked into one zero-padded
   network (:mod:`nasforge.train.stacked_mlp`); a cost model of padded FLOPs against per-step
   overhead decides how candidates are grouped;
 * candidates with one identical architecture, of any kind (CNNs too), stack their weights with
@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from nasforge.train.data import Data
-from nasforge.train.stacked_mlp import MLPNet, MLPShape, mlp_cost, mlp_shape
+from nasforge.train.grouping import mlp_groups
+from nasforge.train.stacked_mlp import MLPNet, MLPShape, mlp_shape
 from nasforge.train.state import clone_state
 from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch
 from nasforge.train.vmap_net import VmapNet, vmap_supported
@@ -109,20 +110,11 @@ class PopulationTrainer:
             _Loop(self.trainer, group, data, net).train()
 
     def _mlp_groups(self, candidates: list[Candidate]) -> list[list[Candidate]]:
-        """Candidates of one depth, by size; a candidate joins the previous group while one padded
-        group costs less than two. Within a group, rows are ordered by activation."""
-        order = sorted(candidates, key=lambda c: (c.shape.depth, c.shape.flops))  # type: ignore[union-attr]
-        batch = self.trainer.batch_size
-        groups: list[list[Candidate]] = []
-        for cand in order:
-            last = groups[-1] if groups else None
-            shapes = [c.shape for c in last] if last else []
-            if last and len(last) < self.max_group and last[0].shape.depth == cand.shape.depth and \
-                    mlp_cost(shapes + [cand.shape], batch) <= mlp_cost(shapes, batch) + mlp_cost([cand.shape], batch):  # type: ignore[list-item]
-                last.append(cand)
-            else:
-                groups.append([cand])
-        return [sorted(g, key=lambda c: c.shape.activation_keys) for g in groups]  # type: ignore[union-attr]
+        """Candidates grouped by :func:`~nasforge.train.grouping.mlp_groups` (depths may mix);
+        rows deepest first, then by activation."""
+        index = mlp_groups([c.shape for c in candidates], self.trainer.batch_size, self.max_group)  # type: ignore[misc]
+        return [sorted((candidates[i] for i in g), key=lambda c: (-c.shape.depth, c.shape.activation_keys))  # type: ignore[union-attr]
+                for g in index]
 
 
 class _Batches:

@@ -1,6 +1,7 @@
-"""A group of same-depth MLP candidates as one padded, stacked network in a single flat buffer.
+"""A group of MLP candidates as one padded, stacked network in a single flat buffer.
 
-Layer ``l`` holds every candidate's ``l``-th Linear, zero-padded to the widest of them. All
+Hidden layer ``l`` holds the ``l``-th Linear of every candidate that has one, zero-padded to the
+widest of them; the output layer holds every candidate's last Linear (:class:`Layout`). All
 weights and biases are views of one flat tensor (and all gradients of one flat gradient), so one
 optimiser step over one tensor updates every candidate: Adam and SGD are elementwise, so each
 candidate's update is exactly the one its own optimiser would make.
@@ -22,11 +23,15 @@ from nasforge.train.activations import kernels, native
 from nasforge.train.flat_optim import flat_optimizer
 from nasforge.train.state import optimizer_slots, optimizer_state, with_step
 
-OVERHEAD_FLOPS = 1.5e7
-"""What one extra group costs per training step, in floating-point operations: the fixed
-per-step work (Python, op dispatch, the optimiser call) as the FLOPs that take as long. A fit of
-step times against padded FLOPs on iris-sized groups (depths 1-6, 1-30 candidates, one core)
-gave ~0.6 ms fixed and ~31 GFLOP/s, i.e. ~1.8e7; 1.5e7 is within its noise."""
+STEP_US, LAYER_US, ROW_LAYER_US, SEGMENT_US, MIXED_US, EXIT_US, US_PER_MFLOP = 110.0, 27.0, 18.0, 22.0, 80.0, 20.0, 20.0
+"""A group's training step, in microseconds: a fixed part (Python, op dispatch, loss, the
+optimiser call); a part per stacked layer (its kernel calls); a part per candidate and layer
+(the batched products run one small product per candidate); a part per activation run of each
+hidden layer (a kernel call forward and one backward); when depths mix, a part for assembling
+the output layer's input and its gradient, and one per depth; and the padded arithmetic. A
+least-squares fit of 400 random groups (iris-sized, 1-16 candidates, depths 1-6 mixed or not,
+one core); its median error, 21%, is mostly this machine's noise. Only the ratios matter: they
+choose the groups."""
 
 
 @dataclass
@@ -69,49 +74,94 @@ def mlp_shape(model: nn.Module) -> MLPShape | None:
 
 
 
-def _widths(linears: list[list[nn.Linear]]) -> list[int]:
-    """Padded width of each layer's output: the widest candidate there (same depth in a group)."""
-    return [max(lins[j].out_features for lins in linears) for j in range(len(linears[0]))]
+@dataclass(frozen=True)
+class Layout:
+    """Where C candidates of depths up to D sit in one stacked group. Rows are sorted deepest
+    first, so hidden layer ``l`` holds the first ``rows[l]`` candidates (those deeper than ``l``)
+    and the output layer (index D) holds all C: a shallow candidate costs nothing in the layers
+    it lacks. Each layer is padded to its widest row. A candidate's output layer reads its last
+    hidden layer, zero-padded to the output layer's input width ``dims[D][1]``."""
+
+    rows: list[int]  # per layer 0..D
+    dims: list[tuple[int, int]]  # per layer: padded (out, in)
+    depths: list[int]  # per candidate (row)
+
+    @property
+    def exits(self) -> list[tuple[int, int, int]]:
+        """(depth, first row, end row) of each run of rows of one depth."""
+        out: list[tuple[int, int, int]] = []
+        for i, d in enumerate(self.depths):
+            if out and out[-1][0] == d:
+                out[-1] = (d, out[-1][1], i + 1)
+            else:
+                out.append((d, i, i + 1))
+        return out
 
 
-def mlp_cost(shapes: list[MLPShape], batch: int) -> float:
-    """FLOPs of one training step of the padded group (forward + backward), plus its fixed cost."""
+def layout(linears: list[list[nn.Linear]]) -> Layout:
+    """The layout of candidates with these Linear layers, given deepest first."""
+    depths = [len(lins) - 1 for lins in linears]
+    if depths != sorted(depths, reverse=True):
+        raise ValueError(f"stacked MLP rows must be sorted deepest first, got depths {depths}")
+    D = depths[0]
+    rows = [sum(d > l for d in depths) for l in range(D)] + [len(linears)]
+    widths = [max(lins[l].out_features for lins in linears[:rows[l]]) for l in range(D)]
+    ins = [linears[0][0].in_features] + widths  # ins[d]: the padded width a depth-d row's output layer reads
+    n_out = max(lins[-1].out_features for lins in linears)
+    return Layout(rows, [(widths[l], ins[l]) for l in range(D)] + [(n_out, max(ins[d] for d in set(depths)))], depths)
+
+
+def step_cost(shapes: list[MLPShape], batch: int) -> float:
+    """Estimated time of one training step of these candidates as one group (µs)."""
     if not shapes:
         return 0.0
-    widths = _widths([s.linears for s in shapes])
-    n_in = shapes[0].linears[0].in_features
-    per_sample = sum(a * b for a, b in zip([n_in] + widths[:-1], widths))
-    return 6.0 * len(shapes) * per_sample * batch + OVERHEAD_FLOPS
+    rows = sorted(shapes, key=lambda s: (-s.depth, s.activation_keys))
+    lay = layout([s.linears for s in rows])
+    per_sample = sum(r * o * i for r, (o, i) in zip(lay.rows, lay.dims))
+    keys = [s.activation_keys for s in rows]
+    runs = sum(1 for l in range(len(lay.rows) - 1) for i in range(lay.rows[l]) if i == 0 or keys[i][l] != keys[i - 1][l])
+    exits = len(lay.exits)
+    return (STEP_US + LAYER_US * (len(lay.rows) - 1) + ROW_LAYER_US * sum(lay.rows[:-1]) + SEGMENT_US * runs
+            + ((MIXED_US + EXIT_US * exits) if exits > 1 else 0.0) + US_PER_MFLOP * 6.0 * per_sample * batch / 1e6)
+
+
+Saved = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]
+"""What backward needs of a forward pass: each hidden layer's input (index 0: x) and output
+(``hs``), pre-activations (``zs``), and the output layer's input."""
 
 
 class StackedMLP:
-    """Weights ``W[l]`` (C, out, in) and biases ``b[l]`` (C, out) of C candidates, views of ``flat``.
+    """Weights ``W[l]`` (rows[l], out, in) and biases ``b[l]`` (rows[l], out) of C candidates
+    (see :class:`Layout`), views of ``flat``.
 
-    ``linears[i]`` are candidate i's Linear layers; ``activations[i]`` its activations.
-    Rows must be sorted so candidates sharing an activation are adjacent (fewer kernel calls).
+    ``linears[i]`` are candidate i's Linear layers; ``activations[i]`` its activations. Rows
+    must be sorted deepest first and, within a depth, so candidates sharing an activation are
+    adjacent (fewer kernel calls).
     """
 
     def __init__(self, linears: list[list[nn.Linear]], activations: list[list[nn.Module]], device: torch.device):
+        self.layout = layout(linears)
         self.C = len(linears)
-        self.depth = len(linears[0]) - 1
-        self.n_in = linears[0][0].in_features
-        self.widths = _widths(linears)
-        dims = [(w, self.n_in if l == 0 else self.widths[l - 1]) for l, w in enumerate(self.widths)]
-        sizes = [self.C * o * i for o, i in dims] + [self.C * o for o, _ in dims]
+        self.depth = len(self.layout.rows) - 1
+        self.rows = self.layout.rows
+        self.exits = self.layout.exits
+        self.mixed = len(self.exits) > 1  # several depths: the output layer's input is assembled
+        shapes = [(r, o, i) for r, (o, i) in zip(self.rows, self.layout.dims)]
+        sizes = [r * o * i for r, o, i in shapes] + [r * o for r, o, _ in shapes]
         self.flat = torch.zeros(sum(sizes), device=device, requires_grad=True)
         self.flat.grad = torch.zeros_like(self.flat)
         self.offsets = [sum(sizes[:k]) for k in range(len(sizes))]
-        self.W = [self._view(self.flat, l, dims) for l in range(self.depth + 1)]
-        self.b = [self._view(self.flat, self.depth + 1 + l, dims) for l in range(self.depth + 1)]
-        self.gW = [self._view(self.flat.grad, l, dims) for l in range(self.depth + 1)]
-        self.gb = [self._view(self.flat.grad, self.depth + 1 + l, dims) for l in range(self.depth + 1)]
-        self.dims = dims
+        self.shapes = shapes
+        self.W = [self._view(self.flat, l) for l in range(self.depth + 1)]
+        self.b = [self._view(self.flat, self.depth + 1 + l) for l in range(self.depth + 1)]
+        self.gW = [self._view(self.flat.grad, l) for l in range(self.depth + 1)]
+        self.gb = [self._view(self.flat.grad, self.depth + 1 + l) for l in range(self.depth + 1)]
         self.linears = linears
         with torch.no_grad():
-            for i, lins in enumerate(linears):
-                for l, lin in enumerate(lins):
-                    self.W[l][i, :lin.out_features, :lin.in_features] = lin.weight.detach().to(device)
-                    self.b[l][i, :lin.out_features] = lin.bias.detach().to(device)
+            for i in range(self.C):
+                for weight, bias, lin in self.layer_slices(i):
+                    weight.copy_(lin.weight.detach())
+                    bias.copy_(lin.bias.detach())
         # Per-step work is mostly dispatch: bind everything a step needs once.
         self.bias_rows = [b.unsqueeze(1) for b in self.b]
         self.W_t = [w.transpose(1, 2) for w in self.W]
@@ -121,21 +171,20 @@ class StackedMLP:
         self.uniform = [native(layer[0][0]) if len(layer) == 1 else None for layer in segments]
         self.backwards = [[(k[1], a, e) for k, a, e in layer] for layer in pairs]  # type: ignore[index]
 
-    def _view(self, buffer: torch.Tensor, k: int, dims: list[tuple[int, int]]) -> torch.Tensor:
-        l = k if k <= self.depth else k - self.depth - 1
-        o, i = dims[l]
-        shape = (self.C, o, i) if k <= self.depth else (self.C, o)
+    def _view(self, buffer: torch.Tensor, k: int) -> torch.Tensor:
+        """Weights of layer k (k <= D) or biases of layer k - D - 1, as a view of ``buffer``."""
+        r, o, i = self.shapes[k if k <= self.depth else k - self.depth - 1]
+        shape = (r, o, i) if k <= self.depth else (r, o)
         return buffer[self.offsets[k]: self.offsets[k] + math.prod(shape)].view(shape)
 
     # --- forward / backward ------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, keep: bool = False) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """x (C, B, n_in) -> (C, B, n_out); with ``keep`` also each layer's (input, pre-activation)."""
-        saved = []
+    def forward(self, x: torch.Tensor, keep: bool = False) -> tuple[torch.Tensor, Saved | None]:
+        """x (C, B, n_in) -> (C, B, n_out); with ``keep`` also what :meth:`backward` needs."""
+        hs, zs = [x], []
         h = x
         for l in range(self.depth):
-            z = torch.baddbmm(self.bias_rows[l], h, self.W_t[l])
-            if keep:
-                saved.append((h, z))
+            n = self.rows[l]
+            z = torch.baddbmm(self.bias_rows[l], h if h.shape[0] == n else h[:n], self.W_t[l])
             uniform = self.uniform[l]
             if uniform is not None:
                 h = uniform(z)
@@ -143,55 +192,88 @@ class StackedMLP:
                 h = torch.empty_like(z)
                 for fwd, a, e in self.forwards[l]:
                     fwd(z[a:e], h[a:e])
-        if keep:
-            saved.append((h, h))
-        return torch.baddbmm(self.bias_rows[self.depth], h, self.W_t[self.depth]), saved
+            hs.append(h)
+            zs.append(z)
+        final = self._final_input(hs) if self.mixed else h
+        out = torch.baddbmm(self.bias_rows[self.depth], final, self.W_t[self.depth])
+        return out, ((hs, zs, final) if keep else None)
 
-    def backward(self, delta: torch.Tensor, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def _final_input(self, hs: list[torch.Tensor]) -> torch.Tensor:
+        """The output layer's input: each row's last hidden layer (x for depth 0), zero-padded."""
+        final = hs[0].new_zeros(self.C, hs[0].shape[1], self.shapes[self.depth][2])
+        for d, a, e in self.exits:
+            final[a:e, :, :hs[d].shape[2]].copy_(hs[d][a:e])
+        return final
+
+    def backward(self, delta: torch.Tensor, saved: Saved) -> None:
         """Write the gradients of sum-over-candidates of the loss into ``flat.grad``, given
         ``delta`` = d loss / d output (C, B, n_out)."""
-        for l in range(self.depth, -1, -1):
-            h_in = saved[l][0]
-            torch.bmm(delta.transpose(1, 2), h_in, out=self.gW[l])
-            torch.sum(delta, dim=1, out=self.gb[l])
-            if l == 0:
-                break
-            z_prev = saved[l - 1][1]  # pre-activation of the hidden layer below
-            out_prev = saved[l][0]  # its activation output, which fed layer l
-            delta = torch.bmm(delta, self.W[l])  # the gradient w.r.t. h, made w.r.t. z in place below
-            runs = self.backwards[l - 1]
+        hs, zs, final = saved
+        D = self.depth
+        torch.bmm(delta.transpose(1, 2), final, out=self.gW[D])
+        torch.sum(delta, dim=1, out=self.gb[D])
+        if D == 0:
+            return
+        g_final = torch.bmm(delta, self.W[D])  # d loss / d (output layer's input)
+        g = g_final
+        for l in range(D - 1, -1, -1):
+            # the gradient w.r.t. hidden layer l's output, made w.r.t. its pre-activation in place
+            if self.mixed:
+                g = self._grad_of_hidden(l, g, g_final)
+            elif l < D - 1:
+                g = torch.bmm(g, self.W[l + 1])
+            runs = self.backwards[l]
             if len(runs) == 1:
-                runs[0][0](delta, z_prev, out_prev, delta)
+                runs[0][0](g, zs[l], hs[l + 1], g)
             else:
                 for bwd, a, e in runs:
-                    part = delta[a:e]
-                    bwd(part, z_prev[a:e], out_prev[a:e], part)
+                    part = g[a:e]
+                    bwd(part, zs[l][a:e], hs[l + 1][a:e], part)
+            n = self.rows[l]
+            torch.bmm(g.transpose(1, 2), hs[l] if hs[l].shape[0] == n else hs[l][:n], out=self.gW[l])
+            torch.sum(g, dim=1, out=self.gb[l])
+
+    def _grad_of_hidden(self, l: int, g_next: torch.Tensor, g_final: torch.Tensor) -> torch.Tensor:
+        """d loss / d (hidden layer l's output): from layer l + 1 for the rows that go on, from
+        the output layer for the rows whose last hidden layer this is."""
+        n, on = self.rows[l], (self.rows[l + 1] if l + 1 < self.depth else 0)
+        g = g_final.new_empty(n, g_final.shape[1], self.shapes[l][1])
+        if on:
+            torch.bmm(g_next, self.W[l + 1], out=g[:on])
+        if n > on:
+            g[on:].copy_(g_final[on:n, :, :g.shape[2]])
+        return g
 
     # --- per-candidate views -----------------------------------------------------------------
+    def _layer_of(self, i: int) -> list[tuple[int, nn.Linear]]:
+        """(stacked layer, Linear) of each of candidate i's layers: its output layer is the group's."""
+        lins = self.linears[i]
+        return [(l if l < len(lins) - 1 else self.depth, lin) for l, lin in enumerate(lins)]
+
     def layer_slices(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor, nn.Linear]]:
         """Candidate i's (weight, bias) inside the padded buffers, with its Linear."""
-        out = []
-        for l, lin in enumerate(self.linears[i]):
-            out.append((self.W[l][i, :lin.out_features, :lin.in_features], self.b[l][i, :lin.out_features], lin))
-        return out
+        return [(self.W[k][i, :lin.out_features, :lin.in_features], self.b[k][i, :lin.out_features], lin)
+                for k, lin in self._layer_of(i)]
 
     def slot_slices(self, buffer: torch.Tensor, i: int) -> list[torch.Tensor]:
         """Candidate i's parameter-shaped slices of a flat buffer (e.g. Adam's exp_avg), in the
         order of its model's parameters (weight, bias per Linear)."""
         out: list[torch.Tensor] = []
-        for l, lin in enumerate(self.linears[i]):
-            w = self._view(buffer, l, self.dims)[i, :lin.out_features, :lin.in_features]
-            b = self._view(buffer, self.depth + 1 + l, self.dims)[i, :lin.out_features]
-            out += [w, b]
+        for k, lin in self._layer_of(i):
+            out += [self._view(buffer, k)[i, :lin.out_features, :lin.in_features],
+                    self._view(buffer, self.depth + 1 + k)[i, :lin.out_features]]
         return out
 
 
 def _segments(activations: list[list[nn.Module]], depth: int) -> list[list[tuple[nn.Module, int, int]]]:
-    """Per hidden layer: runs of consecutive rows with the same activation."""
+    """Per hidden layer: runs of consecutive rows with the same activation (rows deepest first,
+    so the rows that have layer l come first)."""
     out = []
     for l in range(depth):
         runs: list[tuple[nn.Module, int, int]] = []
         for i, acts in enumerate(activations):
+            if len(acts) <= l:
+                break
             if runs and repr(runs[-1][0]) == repr(acts[l]):
                 runs[-1] = (runs[-1][0], runs[-1][1], i + 1)
             else:
@@ -225,7 +307,7 @@ def loss_and_delta(out: torch.Tensor, y: torch.Tensor, task: str, flat_targets: 
 
 
 class MLPNet:
-    """A group of same-depth MLPs as a :class:`StackedMLP` with one optimiser over its buffer
+    """A group of MLPs as a :class:`StackedMLP` with one optimiser over its buffer
     (the :class:`~nasforge.train.population.StackedNet` protocol)."""
 
     def __init__(self, trainer: Any, models: list[nn.Module], shapes: list[MLPShape], states: list[dict[str, Any] | None],
@@ -259,7 +341,7 @@ class MLPNet:
                 return self.step(x, y)
         out, saved = self.stack.forward(x, keep=True)
         losses, delta = loss_and_delta(out, y, self.task, self.flat_targets)
-        self.stack.backward(delta, saved)
+        self.stack.backward(delta, saved)  # type: ignore[arg-type]
         self.optimizer.step()
         return losses
 
