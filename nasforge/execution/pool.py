@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
-import gc
 import multiprocessing
 import os
 import signal
@@ -15,6 +14,7 @@ import torch
 from nasforge.errors import ConfigError, NasforgeError
 from nasforge.execution.base import Job, JobEvent
 from nasforge.execution.worker import WorkerContext, run_job
+from nasforge.heap import frozen_heap
 
 _CONTEXT: WorkerContext | None = None
 
@@ -54,13 +54,11 @@ def new_pool(context: WorkerContext, workers: int) -> cf.ProcessPoolExecutor:
     # Start the workers now with the driver's objects frozen out of the garbage collector: a
     # worker's collections would otherwise visit every object it inherited, copying each page
     # they sit on (~0.3 s after a shard of 40 jobs here).
-    gc.freeze()
-    try:
-        pool.submit(int).result()
-    except BrokenProcessPool as exc:  # they died doing nothing: no job will run there
-        raise ExecutorError(DIED_AT_START) from exc
-    finally:
-        gc.unfreeze()
+    with frozen_heap():
+        try:
+            pool.submit(int).result()
+        except BrokenProcessPool as exc:  # they died doing nothing: no job will run there
+            raise ExecutorError(DIED_AT_START) from exc
     return pool
 
 
