@@ -24,7 +24,7 @@ from torch import nn
 from nasforge.errors import StoreError
 from nasforge.execution.base import Executor, Job, JobEvent
 from nasforge.execution.worker import load_checkpoint
-from nasforge.heap import frozen_heap
+from nasforge.heap import frozen_heap, reuse_freed_memory
 from nasforge.schedulers.base import Decision, Resume, Scheduler, Start
 from nasforge.space.space import Space
 from nasforge.store.base import Trial
@@ -137,6 +137,7 @@ class Study:
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, on_trial_end: TrialCallback | None = None) -> "Study":
+        reuse_freed_memory()
         with directory_lock(self.directory), frozen_heap():
             self.prepare()
             executor = self._executor = self.executor_factory()

@@ -14,7 +14,7 @@ import torch
 from nasforge.errors import ConfigError, NasforgeError
 from nasforge.execution.base import Job, JobEvent
 from nasforge.execution.worker import WorkerContext, run_job
-from nasforge.heap import frozen_heap
+from nasforge.heap import frozen_heap, reuse_freed_memory
 
 _CONTEXT: WorkerContext | None = None
 
@@ -32,6 +32,7 @@ def _init_worker(context: WorkerContext, parent: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     if context.threads:
         torch.set_num_threads(context.threads)
+    reuse_freed_memory()  # inherited when forked; spawned workers set it here
     _CONTEXT = context
 
 

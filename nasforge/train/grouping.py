@@ -20,23 +20,33 @@ from nasforge.train.stacked_mlp import MLPShape, step_cost
 
 def mlp_groups(shapes: list[MLPShape], batch: int, max_group: int) -> list[list[int]]:
     """Indices of ``shapes`` (one input size) partitioned into groups of at most ``max_group``."""
-    groups = _same_depth_groups(shapes, batch, max_group)
-    costs = [step_cost([shapes[i] for i in g], batch) for g in groups]
-    while len(groups) > 1:
-        best, pair = 0.0, None
-        for a in range(len(groups)):
-            for b in range(a + 1, len(groups)):
-                if len(groups[a]) + len(groups[b]) <= max_group:
-                    saving = costs[a] + costs[b] - step_cost([shapes[i] for i in groups[a] + groups[b]], batch)
-                    if saving > best:
-                        best, pair = saving, (a, b)
-        if pair is None:
+    groups = dict(enumerate(_same_depth_groups(shapes, batch, max_group)))
+
+    def cost(members: list[int]) -> float:
+        return step_cost([shapes[i] for i in members], batch)
+
+    costs = {g: cost(m) for g, m in groups.items()}
+    savings: dict[tuple[int, int], float] = {}  # (group, group) -> what merging them saves
+
+    def price(a: int, b: int) -> None:
+        if len(groups[a]) + len(groups[b]) <= max_group:
+            savings[(a, b)] = costs[a] + costs[b] - cost(groups[a] + groups[b])
+
+    keys = sorted(groups)
+    for n, a in enumerate(keys):
+        for b in keys[n + 1:]:
+            price(a, b)
+    while savings:
+        (a, b), best = max(savings.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
+        if best <= 0:
             break
-        a, b = pair
         groups[a] += groups.pop(b)
-        costs.pop(b)
-        costs[a] = step_cost([shapes[i] for i in groups[a]], batch)
-    return groups
+        costs[a] = cost(groups[a])
+        savings = {pair: v for pair, v in savings.items() if a not in pair and b not in pair}
+        for other in groups:
+            if other != a:
+                price(min(a, other), max(a, other))
+    return list(groups.values())
 
 
 def _same_depth_groups(shapes: list[MLPShape], batch: int, max_group: int) -> list[list[int]]:

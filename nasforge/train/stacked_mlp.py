@@ -48,9 +48,10 @@ class MLPShape:
     def flops(self) -> float:
         return float(sum(lin.in_features * lin.out_features for lin in self.linears))
 
-    @property
+    @functools.cached_property
     def activation_keys(self) -> list[str]:
-        return [repr(a) for a in self.activations]  # e.g. "GELU(approximate='none')"
+        """e.g. "GELU(approximate='none')" per layer; cached: grouping compares them often."""
+        return [repr(a) for a in self.activations]
 
 
 def mlp_shape(model: nn.Module) -> MLPShape | None:
