@@ -10,8 +10,8 @@ phases:
 
 Interleaved whole studies of the chapter's experiments (3 seeds, one core), time against the
 grouping before depths could mix: BO 0.875 with these two phases, 0.89-0.91 with phase 1 alone,
-0.92-0.98 when single candidates of other depths could join in phase 1; HB and SH within this
-machine's noise (+-8%) for all three.
+0.92-0.98 when single candidates of other depths could join in phase 1; HB and SH between 0.90
+and 1.08 for all three, within this machine's noise.
 """
 from __future__ import annotations
 

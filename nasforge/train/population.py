@@ -5,8 +5,8 @@ optimiser loop), not in arithmetic, so candidates that are ready together (a run
 proposals) train together:
 
 * MLPs (``[Flatten,] Linear, act, ..., Linear``) of any depths are stacked into one zero-padded
-  network (:mod:`nasforge.train.stacked_mlp`); a cost model of padded FLOPs against per-step
-  overhead decides how candidates are grouped;
+  network (:mod:`nasforge.train.stacked_mlp`); a fitted model of step time (fixed costs against
+  padded arithmetic) decides how candidates are grouped (:mod:`nasforge.train.grouping`);
 * candidates with one identical architecture, of any kind (CNNs too), stack their weights with
   ``torch.func`` and train under ``vmap`` (:mod:`nasforge.train.vmap_net`);
 * everything else trains one by one, elsewhere.
