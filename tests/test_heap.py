@@ -44,7 +44,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 from nasforge.heap import reuse_freed_memory
-from nasforge.train.stacked_mlp import MLPNet, mlp_shape
+from nasforge.train.mlp_layout import mlp_shape
+from nasforge.train.stacked_mlp import MLPNet
 from nasforge.train.trainer import SupervisedTrainer
 
 torch.set_num_threads(1)

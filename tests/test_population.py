@@ -150,7 +150,7 @@ def test_a_group_of_mixed_depths_trains_as_each_alone(iris, monkeypatch, optimiz
 
 
 def test_stacked_rows_must_go_deepest_first():
-    from nasforge.train.stacked_mlp import layout
+    from nasforge.train.mlp_layout import layout
 
     shallow, deep = [nn.Linear(4, 3)], [nn.Linear(4, 5), nn.Linear(5, 3)]
     assert layout([deep, shallow]).rows == [1, 2]

@@ -29,7 +29,8 @@ from torch import nn
 
 from nasforge.train.data import Data
 from nasforge.train.grouping import mlp_groups
-from nasforge.train.stacked_mlp import MLPNet, MLPShape, mlp_shape
+from nasforge.train.mlp_layout import MLPShape, mlp_shape
+from nasforge.train.stacked_mlp import MLPNet
 from nasforge.train.state import clone_state
 from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch
 from nasforge.train.vmap_net import VmapNet, vmap_supported
