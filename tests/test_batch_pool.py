@@ -53,6 +53,37 @@ def test_shards_keep_like_jobs_together_and_share_the_work():
     assert len(shards(jobs, 30)) <= 24
 
 
+def test_sharding_by_model_size_shares_the_deep_networks():
+    """8 shallow narrow and 8 deep wide MLPs: priced by their models (a dry build), the deep ones,
+    nearly all the work, are shared between the shards; counted by their choices, 6 of the 8
+    went to one shard (the driver waited for the worker)."""
+    from types import SimpleNamespace
+
+    from nasforge.execution.batch_pool import SizedCost
+    from nasforge.space import Space
+    from nasforge.spaces.mlp import mlp
+    from nasforge.train.trainer import SupervisedTrainer
+
+    data = nasforge.load_dataset("iris")
+    space = Space(mlp, data.context())
+
+    def job(i: int, depth: int, width: int) -> Job:
+        return Job(i, {"depth": depth, **{f"width_{k}": width for k in range(depth)}, "activation": "relu"}, 30, i, None)
+
+    jobs = [job(i, 1, 4) for i in range(8)] + [job(8 + i, 6, 90) for i in range(8)]
+    sized = SizedCost(SimpleNamespace(space=space, data=data, evaluator=SupervisedTrainer(batch_size=32)))
+    assert sum(p.numel() for p in space.dry_build(jobs[0].arch).parameters()) == 4 * 4 + 4 + 4 * 3 + 3
+
+    def most_deep(parts):
+        return max(sum(j.arch["depth"] == 6 for j in p) for p in parts)
+
+    assert most_deep(shards(jobs, 2, sized)) <= 5
+    assert most_deep(shards(jobs, 2)) >= 6
+    assert sized(job(99, 2, 8)) == sized(job(99, 2, 8)) < sized(job(98, 2, 80))
+    assert len(sized._step_us) == 4  # remembered per architecture
+    assert sized(Job(97, {"depth": 99}, 30, 97, None)) > 0  # an architecture that does not build: the old guess
+
+
 def test_states_travel_between_processes_unchanged():
     meta = OrderedDict(w=torch.randn(3, 2))
     meta._metadata = {"": {"version": 1}}  # type: ignore[attr-defined]

@@ -77,6 +77,11 @@ class Space:
         fixed.check_all_used()
         return model
 
+    def dry_build(self, arch: ArchDict) -> nn.Module:
+        """The architecture's model without weight initialisation (its weights are garbage): for
+        looking at its structure and size, ~3x cheaper than :meth:`build` for a small MLP."""
+        return self._dry(FixedArch(arch))
+
     def validate(self, arch: ArchDict) -> None:
         fixed = FixedArch(arch)
         self._dry(fixed)
