@@ -112,8 +112,9 @@ class SizedCost:
     def __init__(self, context: WorkerContext, remember: int = 4096):
         self.space, self.remember = context.space, remember
         trainer = context.evaluator
-        n = len(context.data.x_train)
-        batch = getattr(trainer, "batch_size", 32)
+        x_train = getattr(context.data, "x_train", None)  # your own evaluator's data may have none
+        n = len(x_train) if x_train is not None else 1
+        batch = getattr(trainer, "batch_size", None) or n
         if getattr(trainer, "budget_unit", "epochs") == "epochs":
             self.steps_per_unit = float(math.ceil(n / batch))
         else:  # data_fraction: a budget b trains on b n samples, for the trainer's epochs
