@@ -17,7 +17,9 @@ def test_frozen_heap_nests_and_restores():
         assert frozen > 0
         with frozen_heap():  # e.g. a process pool started inside a search
             pass
-        assert gc.get_freeze_count() >= frozen  # the inner exit left the outer freeze alone
+        # the inner exit left the outer freeze alone (frozen objects that die leave the count, so
+        # it may fall a little; an unfreeze would take it to 0)
+        assert gc.get_freeze_count() > frozen // 2
     assert gc.get_freeze_count() == 0
 
 
@@ -33,7 +35,7 @@ def test_a_callers_freeze_survives_a_search(tmp_path):
     try:
         before = gc.get_freeze_count()
         nasforge.search(out=tmp_path / "s", budget=1, trials=2, seed=0)
-        assert gc.get_freeze_count() >= before
+        assert gc.get_freeze_count() > before // 2  # still frozen (less what died meanwhile)
     finally:
         gc.unfreeze()
 
