@@ -5,9 +5,10 @@ for all of them, so the study sees the same events in the same order whatever th
 one process). The driver trains the first shard itself: it would only wait otherwise.
 Jobs that can train together are kept in one shard: they are sorted by budget, whether they
 continue from a checkpoint and the size of their architecture, and cut into contiguous shards of
-about equal estimated time (:class:`SizedCost`). Workers hold no state between polls: the driver keeps the checkpoints (in memory, written as
-:class:`~nasforge.execution.batching.CheckpointCache` writes them), sends each job's input
-checkpoint with its shard and gets the new ones back with the events.
+about equal estimated time (:class:`SizedCost`). Workers hold no state between polls: the driver
+keeps the checkpoints (in memory, written as :class:`~nasforge.execution.batching.CheckpointCache`
+writes them), sends each job's input checkpoint with its shard and gets the new ones back with the
+events.
 """
 from __future__ import annotations
 
@@ -79,13 +80,13 @@ def shards(jobs: list[Job], n: int, cost: Callable[[Job], float] | None = None) 
     total = sum(costs)
     out: list[list[Job]] = []
     done, index = 0.0, -1
-    for job, cost in zip(order, costs):
-        share = min(n - 1, int((done + cost / 2) * n / total))
+    for job, job_cost in zip(order, costs):
+        share = min(n - 1, int((done + job_cost / 2) * n / total))
         if share > index:
             out.append([])
             index = share
         out[-1].append(job)
-        done += cost
+        done += job_cost
     return out
 
 

@@ -59,6 +59,11 @@ def mlp_shape(model: nn.Module) -> MLPShape | None:
     return MLPShape(flatten, list(linears), list(acts))  # type: ignore[arg-type]
 
 
+def stack_order(shape: MLPShape) -> tuple[int, list[str]]:
+    """Sort key of a candidate's row in a stacked group: deepest first (what :class:`Layout`
+    requires), then by activation (adjacent rows share kernel calls). :func:`step_cost` prices
+    the group in this order, so it must be the order the group is built in."""
+    return -shape.depth, shape.activation_keys
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def step_cost(shapes: list[MLPShape], batch: int) -> float:
     """Estimated time of one training step of these candidates as one group (µs)."""
     if not shapes:
         return 0.0
-    rows = sorted(shapes, key=lambda s: (-s.depth, s.activation_keys))
+    rows = sorted(shapes, key=stack_order)
     lay = layout([s.linears for s in rows])
     per_sample = sum(r * o * i for r, (o, i) in zip(lay.rows, lay.dims))
     keys = [s.activation_keys for s in rows]

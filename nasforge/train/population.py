@@ -29,7 +29,7 @@ from torch import nn
 
 from nasforge.train.data import Data
 from nasforge.train.grouping import mlp_groups
-from nasforge.train.mlp_layout import MLPShape, mlp_shape
+from nasforge.train.mlp_layout import MLPShape, mlp_shape, stack_order
 from nasforge.train.stacked_mlp import MLPNet
 from nasforge.train.state import clone_state
 from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch
@@ -116,8 +116,7 @@ class PopulationTrainer:
         """Candidates grouped by :func:`~nasforge.train.grouping.mlp_groups` (depths may mix);
         rows deepest first, then by activation."""
         index = mlp_groups([c.shape for c in candidates], self.trainer.batch_size, self.max_group)  # type: ignore[misc]
-        return [sorted((candidates[i] for i in g), key=lambda c: (-c.shape.depth, c.shape.activation_keys))  # type: ignore[union-attr]
-                for g in index]
+        return [sorted((candidates[i] for i in g), key=lambda c: stack_order(c.shape)) for g in index]  # type: ignore[arg-type]
 
 
 class _Batches:
