@@ -212,6 +212,31 @@ def test_states_interoperate_with_the_one_by_one_trainer(iris, optimizer):
         assert cand.result.metrics["val_loss"] == pytest.approx(straight.metrics["val_loss"], **LOSS)
 
 
+def test_a_candidates_state_holds_only_its_own_values(iris):
+    """A state is copied out of the group's padded buffers into storage of just the candidate's
+    values (a checkpoint file must not carry the whole group), in the one-by-one trainer's format."""
+    space, population = archs(iris, 8, seed=2)
+    trainer = SupervisedTrainer(device="cpu")
+    cands, pop = together(space, iris, trainer, [(a, i, 2, None) for i, a in enumerate(population)])
+    assert len(pop._mlp_groups(cands)) < len(cands)
+    for i, (arch, cand) in enumerate(zip(population, cands)):
+        state, ref = cand.result.state, alone(space, iris, trainer, arch, i, 2).state
+        assert list(state["model"]) == list(ref["model"])
+        assert [v.shape for v in state["model"].values()] == [v.shape for v in ref["model"].values()]
+        assert state["optimizer"]["param_groups"] == ref["optimizer"]["param_groups"]
+        for slot, ref_slot in zip(state["optimizer"]["state"].values(), ref["optimizer"]["state"].values()):
+            assert {k: v.shape for k, v in slot.items()} == {k: v.shape for k, v in ref_slot.items()}
+        n_params = sum(v.numel() for v in state["model"].values())
+        model_storages = {v.untyped_storage().data_ptr(): v.untyped_storage().nbytes() for v in state["model"].values()}
+        assert sum(model_storages.values()) == 4 * n_params
+        for name in ("exp_avg", "exp_avg_sq"):
+            slots = [slot[name] for slot in state["optimizer"]["state"].values()]
+            assert sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in slots}.values()) == 4 * n_params
+    before = [v.clone() for v in cands[0].result.state["model"].values()]
+    together(space, iris, trainer, [(a, i, 3, c.result.state) for i, (a, c) in enumerate(zip(population, cands))])
+    assert all(torch.equal(a, b) for a, b in zip(before, cands[0].result.state["model"].values()))
+
+
 def test_a_diverging_candidate_fails_alone(iris):
     space, population = archs(iris, 5, seed=2)
     trainer = SupervisedTrainer(device="cpu")

@@ -31,7 +31,6 @@ from nasforge.train.data import Data
 from nasforge.train.grouping import mlp_groups
 from nasforge.train.mlp_layout import MLPShape, mlp_shape, stack_order
 from nasforge.train.stacked_mlp import MLPNet
-from nasforge.train.state import clone_state
 from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch
 from nasforge.train.vmap_net import VmapNet, vmap_supported
 from nasforge.types import EvalResult
@@ -61,7 +60,7 @@ class StackedNet(Protocol):
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...  # (C, B, ...) -> losses (C,)
     def predict(self, x: torch.Tensor) -> torch.Tensor: ...  # one input batch for all -> (C, N, n_out)
-    def export(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]: ...  # candidate i's weights into its model; (model, optimizer) states
+    def export(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]: ...  # candidate i's (model, optimizer) states, in tensors of its own
 
 
 class PopulationTrainer:
@@ -252,5 +251,5 @@ class _Loop:
             metrics = dict(cand.curve[-1])
             metrics["params"] = float(sum(p.numel() for p in cand.model.parameters()))
             metrics["train_seconds"] = seconds / len(self.cands)
-            state = {"model": clone_state(model_state), "optimizer": optimizer_state, **cand.run.dump()}
+            state = {"model": model_state, "optimizer": optimizer_state, **cand.run.dump()}
             cand.result = EvalResult(metrics, list(cand.curve), state)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from nasforge.train.state import optimizer_slots, optimizer_state, with_step
+from nasforge.train.state import clone_state, optimizer_slots, optimizer_state, with_step
 from nasforge.train.trainer import SupervisedTrainer, _shape_like
 
 _STATEFUL = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
@@ -73,4 +73,4 @@ class VmapNet:
             saved = self.optimizer.state.get(stacked) or {}
             step = saved.get("step", step)
             slots.append({k: v[i].clone() for k, v in saved.items() if k != "step"})
-        return model.state_dict(), optimizer_state(self.trainer.param_group(), slots, step)
+        return clone_state(model.state_dict()), optimizer_state(self.trainer.param_group(), slots, step)
