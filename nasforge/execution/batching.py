@@ -76,12 +76,13 @@ class BatchRunner:
         if self.population is None:
             return None
         try:
+            payload = saved(job.checkpoint_in) if job.checkpoint_in and self.context.directory else None
             seed_torch(job.seed)
-            model = self.context.space.build(job.arch)
+            # A model that continues from a checkpoint gets all its weights from it: skip initialising them.
+            model = (self.context.space.dry_build if payload is not None else self.context.space.build)(job.arch)
             if not self.population.supports(model):
                 return None
             state = None
-            payload = saved(job.checkpoint_in) if job.checkpoint_in and self.context.directory else None
             if payload is not None:  # else: lost in a crash; training from scratch to the budget is the same
                 state = payload["evaluator"]
                 torch.set_rng_state(payload["torch_rng"])

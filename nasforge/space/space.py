@@ -79,7 +79,8 @@ class Space:
 
     def dry_build(self, arch: ArchDict) -> nn.Module:
         """The architecture's model without weight initialisation (its weights are garbage): for
-        looking at its structure and size, ~3x cheaper than :meth:`build` for a small MLP."""
+        looking at its structure and size, or for loading a whole state into; ~3x cheaper than
+        :meth:`build` for a small MLP."""
         return self._dry(FixedArch(arch))
 
     def validate(self, arch: ArchDict) -> None:
