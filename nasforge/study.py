@@ -158,45 +158,67 @@ class Study:
 
     def _loop(self, executor: Executor, on_trial_end: TrialCallback | None) -> None:
         self.store.requeue_running()
-        for trial in self.store.trials([TrialState.QUEUED]):  # left over from a crash: run them again
-            self._submit(executor, trial.id, trial.budget)
+        queued = self.store.trials([TrialState.QUEUED])  # left over from a crash: run them again
+        with self.store.atomic():
+            jobs = [self._job(trial.id, trial.budget) for trial in queued]
+        self._submit(executor, jobs)
         while True:
-            while executor.running() < executor.capacity and self._start_next(executor):
-                pass
+            self._start_jobs(executor)
             if executor.running() == 0:
                 return
-            for event in executor.poll(timeout=0.2):
-                trial = self._record(event)
-                if on_trial_end is not None:
-                    on_trial_end(self, trial)
+            events = executor.poll(timeout=0.2)
+            if events:
+                self._record_all(events, on_trial_end)
 
-    def _start_next(self, executor: Executor) -> bool:
+    def _start_jobs(self, executor: Executor) -> None:
+        """Start every job the scheduler has now (up to the executor's capacity): the trials and
+        the scheduler's state in one transaction, then the jobs to the executor."""
+        jobs: list[Job] = []
+        with self.store.atomic():
+            while executor.running() + len(jobs) < executor.capacity:
+                job = self._next_job()
+                if job is None:  # WAIT or done
+                    break
+                jobs.append(job)
+            self._save_state()
+        self._submit(executor, jobs)
+
+    def _next_job(self) -> Job | None:
         next_id = self.store.count()
         suggestion = self.scheduler.suggest(next_id)
         if isinstance(suggestion, Start):
-            with self.store.atomic():
-                trial_id = self.store.create_trial(suggestion.arch, suggestion.budget, seed=trial_seed(self.seed, next_id))
-                assert trial_id == next_id, "trial ids must be assigned in order"
-                self._save_state()
-            self._submit(executor, trial_id, suggestion.budget)
-            return True
+            trial_id = self.store.create_trial(suggestion.arch, suggestion.budget, seed=trial_seed(self.seed, next_id))
+            assert trial_id == next_id, "trial ids must be assigned in order"
+            return self._job(trial_id, suggestion.budget)
         if isinstance(suggestion, Resume):
-            with self.store.atomic():
-                self.store.start(suggestion.trial_id, suggestion.budget)
-                self._save_state()
-            self._submit(executor, suggestion.trial_id, suggestion.budget)
-            return True
-        self._save_state()
-        return False  # WAIT or done
+            return self._job(suggestion.trial_id, suggestion.budget)
+        return None
 
-    def _submit(self, executor: Executor, trial_id: int, budget: float) -> None:
+    def _job(self, trial_id: int, budget: float) -> Job:
         trial = self.store.trial(trial_id)
         self.store.start(trial_id, budget)
         out = f"checkpoints/trial_{trial_id:05d}_b{budget:g}.pt"
-        executor.submit(Job(trial_id, trial.arch, budget, trial.seed, trial.checkpoint, out))
-        self.jobs_started += 1
+        return Job(trial_id, trial.arch, budget, trial.seed, trial.checkpoint, out)
 
-    def _record(self, event: JobEvent) -> Trial:
+    def _submit(self, executor: Executor, jobs: list[Job]) -> None:
+        for job in jobs:
+            executor.submit(job)
+        self.jobs_started += len(jobs)
+
+    def _record_all(self, events: list[JobEvent], on_trial_end: TrialCallback | None) -> None:
+        """Record a poll's results and the scheduler's state after them in one transaction; drop
+        the checkpoints they replace once it is committed."""
+        dropped: list[str | None] = []
+        with self.store.atomic():
+            trials = [self._record(event, dropped) for event in events]
+            self._save_state()
+        for relative in dropped:
+            self._drop_checkpoint(relative)
+        if on_trial_end is not None:
+            for trial in trials:
+                on_trial_end(self, trial)
+
+    def _record(self, event: JobEvent, dropped: list[str | None]) -> Trial:
         job = event.job
         error = event.error
         loss = None
@@ -210,19 +232,16 @@ class Study:
             Decision.COMPLETE: TrialState.COMPLETE, Decision.PAUSE: TrialState.PAUSED, Decision.PRUNE: TrialState.PRUNED,
         }[decision]
         previous = self.store.trial(job.trial_id).checkpoint
-        with self.store.atomic():
-            for i, point in enumerate(event.curve):
-                self.store.append_curve(job.trial_id, point.get("epoch", i + 1), point)
-            if error:
-                self.store.finish(job.trial_id, state, error=error, duration=event.duration)
-            else:
-                self.store.finish(job.trial_id, state, metrics=event.metrics, loss=loss, budget=job.budget,
-                                  duration=event.duration, checkpoint=event.checkpoint)
-            self._save_state()
+        self.store.append_curves(job.trial_id, [(point.get("epoch", i + 1), point) for i, point in enumerate(event.curve)])
+        if error:
+            self.store.finish(job.trial_id, state, error=error, duration=event.duration)
+        else:
+            self.store.finish(job.trial_id, state, metrics=event.metrics, loss=loss, budget=job.budget,
+                              duration=event.duration, checkpoint=event.checkpoint)
         if previous != event.checkpoint:  # only the latest checkpoint of a trial is needed
-            self._drop_checkpoint(previous)
+            dropped.append(previous)
         if state is TrialState.COMPLETE and event.checkpoint:
-            self._keep_best_checkpoints(job.trial_id, loss, event.checkpoint)  # type: ignore[arg-type]
+            dropped.extend(self._keep_best_checkpoints(job.trial_id, loss, event.checkpoint))  # type: ignore[arg-type]
         return self.store.trial(job.trial_id)
 
     def _drop_checkpoint(self, relative: str | None) -> None:
@@ -235,15 +254,18 @@ class Study:
         with contextlib.suppress(OSError):
             (self.directory / relative).unlink()
 
-    def _keep_best_checkpoints(self, trial_id: int, loss: float, checkpoint: str) -> None:
+    def _keep_best_checkpoints(self, trial_id: int, loss: float, checkpoint: str) -> list[str]:
         """Complete trials keep their weights only while among the best ``keep_checkpoints``
-        (pruned ones never do): the best model is always at hand and the disk stays small."""
+        (pruned ones never do): the best model is always at hand and the disk stays small.
+        Returns the checkpoints to drop."""
         if self._kept is None:  # first use, or after a resume: the complete trials so far
             done = [t for t in self.store.trials([TrialState.COMPLETE]) if t.loss is not None and t.checkpoint]
             self._kept = sorted(((t.loss, t.id, t.checkpoint) for t in done if t.id != trial_id), key=lambda k: k[:2])  # type: ignore[misc]
         bisect.insort(self._kept, (loss, trial_id, checkpoint), key=lambda k: k[:2])
+        dropped = []
         while len(self._kept) > self.keep_checkpoints:
-            self._drop_checkpoint(self._kept.pop()[2])
+            dropped.append(self._kept.pop()[2])
+        return dropped
 
     def _finalise(self) -> None:
         """The search is over: trials still waiting for a promotion will not get one."""

@@ -118,7 +118,8 @@ def test_requeue_running(store):
     lambda s: s.finish(7, TrialState.COMPLETE, metrics={"m": 1.0}, loss=1.0, budget=1),
     lambda s: s.set_state(7, TrialState.PRUNED),
     lambda s: s.append_curve(7, 1, {"m": 1.0}),
-], ids=["trial", "start", "finish", "set_state", "append_curve"])
+    lambda s: s.append_curves(7, [(1, {"m": 1.0}), (2, {"m": 0.5})]),
+], ids=["trial", "start", "finish", "set_state", "append_curve", "append_curves"])
 def test_unknown_trial_is_a_store_error(store, call):
     store.create_trial({"a": 1}, 1, seed=0)
     with pytest.raises(StoreError, match="No trial 7"):
@@ -173,6 +174,9 @@ def test_curve_is_ordered_by_step_and_a_step_is_replaced(store):
         store.append_curve(tid, step, {"val_loss": float(step)})
     store.append_curve(tid, 2, {"val_loss": 20.0})
     assert store.curve(tid) == [{"val_loss": 1.0}, {"val_loss": 20.0}, {"val_loss": 3.0}]
+    store.append_curves(tid, [(4, {"val_loss": 4.0}), (1, {"val_loss": 10.0})])
+    store.append_curves(tid, [])
+    assert store.curve(tid) == [{"val_loss": 10.0}, {"val_loss": 20.0}, {"val_loss": 3.0}, {"val_loss": 4.0}]
 
 
 def test_meta(store):

@@ -91,6 +91,29 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path):
     assert [t.metrics for t in after[:4]] == [t.metrics for t in before[:4]]  # nothing recorded is redone
 
 
+def test_a_polls_results_are_recorded_together_or_not_at_all(tmp_path, monkeypatch):
+    """The batched executor returns all 8 trials from one poll; a crash while the third is being
+    recorded leaves all eight to run again, and the resumed study equals an uninterrupted one."""
+    from nasforge.schedulers.full import FullBudget
+    reference = nasforge.search(out=tmp_path / "ref", budget=2, trials=8, seed=5)
+    original, calls = FullBudget.on_result, []
+
+    def crash_on_third(self, *args):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(FullBudget, "on_result", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        nasforge.search(out=tmp_path / "cut", budget=2, trials=8, seed=5)
+    monkeypatch.setattr(FullBudget, "on_result", original)
+    before = open_study(tmp_path / "cut").store.trials()
+    assert len(before) == 8 and all(t.state is TrialState.RUNNING and t.loss is None for t in before)
+    resumed = nasforge.resume(tmp_path / "cut")
+    assert [(t.arch, t.loss, t.state) for t in resumed.trials] == [(t.arch, t.loss, t.state) for t in reference.trials]
+
+
 def test_resume_without_objects_of_a_python_study_says_how(tmp_path):
     nasforge.search(out=tmp_path, evaluate=CrashAfter(100), budget=1, trials=1)
     with pytest.raises(Exception, match="made from Python objects"):

@@ -130,9 +130,15 @@ class SQLiteStore:
             (TrialState.RUNNING.value, float(budget), time.time(), trial_id)), trial_id)
 
     def append_curve(self, trial_id: int, step: float, metrics: Metrics) -> None:
-        self._require(self._exec(
-            "INSERT OR REPLACE INTO curves (trial_id, step, metrics) SELECT ?, ?, ? WHERE EXISTS "
-            "(SELECT 1 FROM trials WHERE id = ?)", (trial_id, float(step), dumps(metrics), trial_id)), trial_id)
+        self.append_curves(trial_id, [(step, metrics)])
+
+    def append_curves(self, trial_id: int, points: list[tuple[float, Metrics]]) -> None:
+        """Several curve points of one trial in one statement (a job reports one per epoch)."""
+        if points:
+            self._require(self._db.executemany(
+                "INSERT OR REPLACE INTO curves (trial_id, step, metrics) SELECT ?, ?, ? WHERE EXISTS "
+                "(SELECT 1 FROM trials WHERE id = ?)", [(trial_id, float(step), dumps(m), trial_id) for step, m in points]),
+                trial_id)
 
     def finish(self, trial_id: int, state: TrialState, *, metrics: Metrics | None = None, loss: float | None = None,
                budget: float | None = None, duration: float = 0.0, checkpoint: str | None = None,
