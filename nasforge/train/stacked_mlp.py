@@ -65,10 +65,11 @@ class StackedMLP:
         self.bias_rows = [b.unsqueeze(1) for b in self.b]
         self.W_t = [w.transpose(1, 2) for w in self.W]
         segments = _segments(activations, self.depth)
-        pairs = [[(kernels(act), a, e) for act, a, e in layer] for layer in segments]
-        self.forwards = [[(k[0], a, e) for k, a, e in layer] for layer in pairs]  # type: ignore[index]
+        pairs = [[kernels(act) for act, _, _ in layer] for layer in segments]
+        self.forwards = [[k[0] for k in layer] for layer in pairs]  # type: ignore[index]
+        self.backwards = [[k[1] for k in layer] for layer in pairs]  # type: ignore[index]
+        self.run_sizes = [[e - a for _, a, e in layer] for layer in segments]  # a layer's runs cover its rows
         self.uniform = [native(layer[0][0]) if len(layer) == 1 else None for layer in segments]
-        self.backwards = [[(k[1], a, e) for k, a, e in layer] for layer in pairs]  # type: ignore[index]
 
     def _view(self, buffer: torch.Tensor, k: int) -> torch.Tensor:
         """Weights of layer k (k <= D) or biases of layer k - D - 1, as a view of ``buffer``."""
@@ -89,8 +90,9 @@ class StackedMLP:
                 h = uniform(z)
             else:
                 h = torch.empty_like(z)
-                for fwd, a, e in self.forwards[l]:
-                    fwd(z[a:e], h[a:e])
+                sizes = self.run_sizes[l]
+                for fwd, z_run, h_run in zip(self.forwards[l], z.split_with_sizes(sizes), h.split_with_sizes(sizes)):
+                    fwd(z_run, h_run)
             hs.append(h)
             zs.append(z)
         final = self._final_input(hs) if self.mixed else h
@@ -123,11 +125,12 @@ class StackedMLP:
                 g = torch.bmm(g, self.W[l + 1])
             runs = self.backwards[l]
             if len(runs) == 1:
-                runs[0][0](g, zs[l], hs[l + 1], g)
+                runs[0](g, zs[l], hs[l + 1], g)
             else:
-                for bwd, a, e in runs:
-                    part = g[a:e]
-                    bwd(part, zs[l][a:e], hs[l + 1][a:e], part)
+                sizes = self.run_sizes[l]
+                for bwd, g_run, z_run, h_run in zip(runs, g.split_with_sizes(sizes), zs[l].split_with_sizes(sizes),
+                                                    hs[l + 1].split_with_sizes(sizes)):
+                    bwd(g_run, z_run, h_run, g_run)
             n = self.rows[l]
             torch.bmm(g.transpose(1, 2), hs[l] if hs[l].shape[0] == n else hs[l][:n], out=self.gW[l])
             torch.sum(g, dim=1, out=self.gb[l])
