@@ -5,10 +5,12 @@ profiler (pyinstrument, 1 ms; its overhead is small and even, unlike cProfile's 
 which inflates Python-heavy code) and sorts the time into categories by where the code runs.
 A torch operator (a C call) counts as tensor math when it is called from torch or from
 nasforge's trainers; called from elsewhere (the store's sqlite, a strategy's numpy) it counts
-there. Needs ``pip install pyinstrument`` (part of the ``bench`` extra).
+there. torch's own Python counts as tensor math only where training calls it: building a
+model's layers (``nn.Module`` machinery, initialisers) counts where it is called from, the space
+or the trainer. Needs ``pip install pyinstrument`` (part of the ``bench`` extra).
 
     python benchmarks/profile_study.py                       # the chapter's Hyperband experiment
-    python benchmarks/profile_study.py examples/chapter_bayesian_optimization.yaml --top 15
+    python benchmarks/profile_study.py examples/chapter_bayesian_optimization.yaml --tree
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # (category, test on the function's file and name); the first match wins.
 RULES: list[tuple[str, object]] = [
     ("checkpoints", lambda f, n: "serialization.py" in f or "_weights_only_unpickler" in f or "pickle" in n.lower()),
-    ("tensor math", lambda f, n: "/torch/" in f),
     ("store", lambda f, n: "nasforge/store/" in f or "/json/" in f or "sqlite3" in f),
     ("strategy", lambda f, n: "nasforge/strategies/" in f or "/sklearn/" in f or "/scipy/" in f or "/numpy/" in f),
     ("scheduler", lambda f, n: "nasforge/schedulers/" in f),
@@ -42,6 +43,18 @@ def _category(file: str, function: str) -> str:
     return next((c for c, rule in RULES if rule(file, function)), "other Python")  # type: ignore[operator]
 
 
+MODULE_MACHINERY = ("/torch/nn/modules/", "/torch/nn/init.py", "/torch/nn/parameter.py")
+
+
+def _torch_python(file: str, owner: str) -> str:
+    """torch's own Python: tensor math where training calls it (functional wrappers, autograd
+    modes); charged to its caller elsewhere (building a model in the space, the store's tensors),
+    and nn.Module machinery (constructing layers, state dicts, attribute lookups) always is."""
+    if any(part in file for part in MODULE_MACHINERY):
+        return "trainer" if owner == "tensor math" else owner
+    return "tensor math" if owner in ("tensor math", "trainer") else owner
+
+
 def categorise(root) -> tuple[dict[str, float], float]:  # root: a pyinstrument frame
     shares: dict[str, float] = defaultdict(float)
 
@@ -53,6 +66,8 @@ def categorise(root) -> tuple[dict[str, float], float]:  # root: a pyinstrument 
             category = "tensor math" if owner in ("tensor math", "trainer") else owner
         elif "nasforge/train/" in file:
             category = "trainer"
+        elif "/torch/" in file and not _category(file, frame.function) == "checkpoints":
+            category = _torch_python(file, owner)
         else:
             category = _category(file, frame.function)
         own = frame.time - sum(child.time for child in frame.children)
