@@ -121,6 +121,7 @@ class Outcome:
     train: float  # seconds inside the training loop (training and validation), all trials together
     parts: dict[str, float] = field(default_factory=dict)  # nasforge's time split
     best_initial: float = math.nan  # BO: the best of the random start, to see what the model phase added
+    configs: list[dict[str, Any]] = field(default_factory=list)  # nasforge: its random configurations, in order
 
 
 def best_loss(final: list[tuple[float, float]], max_epochs: float) -> tuple[float, bool]:
@@ -231,12 +232,13 @@ def run_nasforge(exp: Experiment, seed: int, scratch: Path, executor: str, worke
     jobs = sum(t.duration for t in trials)
     parts = {"train": train, "job overhead": jobs - train, "driver": wall - jobs}
     initial = min((t.loss for t in trials[: exp.n_initial] if t.loss is not None), default=math.nan)
-    return Outcome(wall, epochs, best, at_max, len(trials), train, parts, initial)
+    return Outcome(wall, epochs, best, at_max, len(trials), train, parts, initial, [t.arch for t in trials[: exp.n_initial]])
 
 
 # --- Optuna -------------------------------------------------------------------------------------
 def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any], storage: str,
-               loader: bool = False, jobs: int = 1) -> Outcome:
+               loader: bool = False, jobs: int = 1, configs: list[dict[str, Any]] | None = None) -> Outcome:
+    """``configs``: evaluate these first (Optuna's ``enqueue_trial``) instead of sampling them."""
     import optuna
 
     start = time.perf_counter()
@@ -253,6 +255,8 @@ def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any
     url = f"sqlite:///{scratch / f'optuna-{exp.key}-{seed}-{int(loader)}.db'}" if storage == "sqlite" else None
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner, storage=url,
                                 study_name=f"{exp.key}-{seed}")
+    for config in configs or []:
+        study.enqueue_trial(config)  # the widths a shallow config lacks are sampled, and unused
     curves: dict[int, list[float]] = {}
     train = [0.0]
 
@@ -450,6 +454,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Optuna's study.optimize(n_jobs=N): N trials at a time in threads (default 1)")
     parser.add_argument("--optuna-storage", choices=("memory", "sqlite"), default="memory",
                         help="Optuna's storage (default: in memory, Optuna's own default)")
+    parser.add_argument("--same-configs", action="store_true",
+                        help="Optuna evaluates nasforge's random configurations of the same seed (all of SH's and "
+                             "HB's, BO's first 100) instead of drawing its own: the best losses then compare the "
+                             "tools' training and pruning on one set of candidates, not two random draws")
     parser.add_argument("--ray-trial-cpus", type=int, choices=(1, 2), default=2,
                         help="CPUs per Ray trial out of 2: 2 runs one trial at a time like the others (default)")
     parser.add_argument("--no-ray-reuse-actors", dest="ray_reuse_actors", action="store_false",
@@ -457,6 +465,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.same_configs and "nasforge" not in args.tools.split(","):
+        parser.error("--same-configs gives the peers nasforge's configurations: --tools must include nasforge")
     for name, allowed in (("experiments", ("sh", "hb", "bo")), ("tools", TOOLS)):
         chosen = [x for x in getattr(args, name).split(",") if x]
         bad = [x for x in chosen if x not in allowed]
@@ -531,10 +541,15 @@ def main(argv: list[str] | None = None) -> None:
             runners: dict[str, Callable[[int], Outcome]] = {}
             if "nasforge" in tools:
                 runners["nasforge"] = lambda s, e=exp: run_nasforge(e, s, scratch, args.nasforge_executor, args.nasforge_workers)
+            def given(seed: int) -> list[dict[str, Any]] | None:  # nasforge runs first for each seed
+                return results["nasforge"][seed].configs if args.same_configs else None
+
             if "optuna" in tools:
-                runners["optuna"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage, jobs=args.optuna_jobs)
+                runners["optuna"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage,
+                                                                jobs=args.optuna_jobs, configs=given(s))
             if "optuna-dl" in tools:
-                runners["optuna-dl"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage, True, args.optuna_jobs)
+                runners["optuna-dl"] = lambda s, e=exp: run_optuna(e, s, scratch, tensors, args.optuna_storage, True,
+                                                                   args.optuna_jobs, configs=given(s))
             if "ray" in tools and exp.key != "bo":
                 runners["ray"] = lambda s, e=exp: run_ray(e, s, scratch, tensors, args.ray_trial_cpus,
                                                           args.ray_reuse_actors)
