@@ -232,7 +232,8 @@ def run_nasforge(exp: Experiment, seed: int, scratch: Path, executor: str, worke
     jobs = sum(t.duration for t in trials)
     parts = {"train": train, "job overhead": jobs - train, "driver": wall - jobs}
     initial = min((t.loss for t in trials[: exp.n_initial] if t.loss is not None), default=math.nan)
-    return Outcome(wall, epochs, best, at_max, len(trials), train, parts, initial, [t.arch for t in trials[: exp.n_initial]])
+    random_phase = trials[: exp.n_initial] if exp.n_initial else trials  # SH and HB: every configuration is random
+    return Outcome(wall, epochs, best, at_max, len(trials), train, parts, initial, [t.arch for t in random_phase])
 
 
 # --- Optuna -------------------------------------------------------------------------------------
