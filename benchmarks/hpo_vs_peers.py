@@ -122,6 +122,7 @@ class Outcome:
     parts: dict[str, float] = field(default_factory=dict)  # nasforge's time split
     best_initial: float = math.nan  # BO: the best of the random start, to see what the model phase added
     configs: list[dict[str, Any]] = field(default_factory=list)  # nasforge: its random configurations, in order
+    curves: dict[int, dict[float, float]] = field(default_factory=dict)  # trial number -> {epoch: val loss}
 
 
 def best_loss(final: list[tuple[float, float]], max_epochs: float) -> tuple[float, bool]:
@@ -224,6 +225,7 @@ def run_nasforge(exp: Experiment, seed: int, scratch: Path, executor: str, worke
     study = create_study(cfg, out).run()
     wall = time.perf_counter() - start
     trials = study.trials
+    curves = {t.id: {float(p["epoch"]): float(p["val_loss"]) for p in study.store.curve(t.id) if "val_loss" in p} for t in trials}
     study.store.close()
     epochs = sum(float(t.metrics.get("epoch", 0.0)) for t in trials)  # trained epochs; promotions add only the extra
     best, at_max = best_loss([(t.budget_used, math.nan if t.loss is None else t.loss) for t in trials if t.metrics],
@@ -233,7 +235,7 @@ def run_nasforge(exp: Experiment, seed: int, scratch: Path, executor: str, worke
     parts = {"train": train, "job overhead": jobs - train, "driver": wall - jobs}
     initial = min((t.loss for t in trials[: exp.n_initial] if t.loss is not None), default=math.nan)
     random_phase = trials[: exp.n_initial] if exp.n_initial else trials  # SH and HB: every configuration is random
-    return Outcome(wall, epochs, best, at_max, len(trials), train, parts, initial, [t.arch for t in random_phase])
+    return Outcome(wall, epochs, best, at_max, len(trials), train, parts, initial, [t.arch for t in random_phase], curves)
 
 
 # --- Optuna -------------------------------------------------------------------------------------
@@ -285,7 +287,8 @@ def run_optuna(exp: Experiment, seed: int, scratch: Path, tensors: dict[str, Any
     wall = time.perf_counter() - start
     best, at_max = best_loss([(len(c), c[-1]) for c in curves.values() if c], exp.max_epochs)
     initial = min((c[-1] for n, c in curves.items() if n < exp.n_initial and c and math.isfinite(c[-1])), default=math.nan)
-    return Outcome(wall, sum(len(c) for c in curves.values()), best, at_max, len(study.trials), train[0], {}, initial)
+    return Outcome(wall, sum(len(c) for c in curves.values()), best, at_max, len(study.trials), train[0], {}, initial,
+                   curves={n: {float(e + 1): v for e, v in enumerate(c)} for n, c in curves.items()})
 
 
 # --- Ray Tune -----------------------------------------------------------------------------------
@@ -405,7 +408,25 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {std:.3f}" if max(values) < 10 else f"{statistics.fmean(values):.1f} ± {std:.1f}"
 
 
-def report(exp: Experiment, results: dict[str, list[Outcome]]) -> None:
+def paired_losses(exp: Experiment, base: list[Outcome], peer: list[Outcome], tool: str) -> str:
+    """With --same-configs: each configuration's validation loss after the epochs every trial
+    trains (SH's first rung, Hyperband's smallest budget, BO's whole budget), nasforge minus the
+    peer, over all configurations and seeds. Same architecture, same initial weights: only the
+    data order and the tools' arithmetic differ, so the mean difference should be ~0."""
+    epoch = float(exp.max_epochs if exp.key == "bo" else exp.min_epochs)
+    diffs = [b.curves[n][epoch] - o.curves[n][epoch] for b, o in zip(base, peer)
+             for n in b.curves if epoch in b.curves[n] and epoch in o.curves.get(n, {})
+             and math.isfinite(b.curves[n][epoch]) and math.isfinite(o.curves[n][epoch])]
+    if len(diffs) < 2:
+        return f"paired by configuration ({tool}): too few pairs"
+    mean, sem = statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
+    lower = sum(d < 0 for d in diffs) / len(diffs)
+    return (f"paired by configuration, val loss after {epoch:g} epoch(s), nasforge - {tool}: {mean:+.4f} "
+            f"(95% CI {mean - 1.96 * sem:+.4f} .. {mean + 1.96 * sem:+.4f}; {len(diffs)} pairs; nasforge lower in "
+            f"{100 * lower:.0f}%; mean loss {statistics.fmean(b.curves[n][epoch] for b in base for n in b.curves if epoch in b.curves[n]):.4f})")
+
+
+def report(exp: Experiment, results: dict[str, list[Outcome]], paired: bool = False) -> None:
     print(f"\n== {exp.key}: {exp.title}")
     print(f"{'tool':<10}{'trials':>7}{'wall s':>16}{'train s':>9}{'other s':>9}{'epochs trained':>18}"
           f"{'best val loss':>17}{'time/nasforge':>15}{'nf loss/peer':>14}{'nf better':>11}")
@@ -427,6 +448,10 @@ def report(exp: Experiment, results: dict[str, list[Outcome]]) -> None:
         print("best of the random start / after the model phase: " + ", ".join(
             f"{tool} {statistics.fmean(o.best_initial for o in outs):.4f} / {statistics.fmean(o.best for o in outs):.4f}"
             for tool, outs in results.items() if all(math.isfinite(o.best_initial) for o in outs)))
+    if base and paired:
+        for tool, outs in results.items():
+            if tool.startswith("optuna"):
+                print(paired_losses(exp, base, outs, tool))
     if base:
         parts = {k: statistics.fmean(o.parts[k] for o in base) for k in base[0].parts}
         wall = statistics.fmean(o.wall for o in base)
@@ -562,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  {exp.key} seed {seed} {tool:<9} {outcome.wall:7.2f} s  {outcome.epochs:7.1f} epochs  "
                           f"best {outcome.best:.4f}{'' if outcome.best_at_max else ' (not at max budget)'}",
                           flush=True)
-            report(exp, results)
+            report(exp, results, args.same_configs)
         print(f"\ntotal {time.perf_counter() - total:.0f} s. Means (± std) over seeds. train s: inside the training "
               f"loop (training + validation); other s: wall - train (the tool's own cost). Best val loss: among "
               f"trials that reached the largest budget ('*': for some seed none did, the best at any budget is "
