@@ -2,8 +2,9 @@
 
     space -> strategy.ask -> scheduler (budget) -> executor -> evaluator -> store -> strategy.tell
 
-The study owns the store: it records every trial and, after every step of the search, the
-scheduler's (and so the strategy's) state, in the same transaction. A study killed at any moment
+The study owns the store: it records the trials it starts, and the results of each poll of the
+executor, together with the scheduler's (and so the strategy's) state after them, in one
+transaction each. A study killed at any moment
 resumes from its store: finished trials are kept, trials that were running are run again, and
 the search continues exactly as it would have.
 """

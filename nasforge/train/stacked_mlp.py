@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -161,8 +161,9 @@ class StackedMLP:
             shapes, _ = self.param_shapes(i)
             for (k, _), (out, width) in zip(self._layer_of(i), shapes[0::2]):
                 _, out_pad, in_pad = self.shapes[k]
-                parts.append((_grid(out_pad, in_pad)[:out, :width] + (self.offsets[k] + i * out_pad * in_pad)).ravel())
-                parts.append(_grid(1, out_pad)[0, :out] + (self.offsets[self.depth + 1 + k] + i * out_pad))
+                rows = np.arange(out) * in_pad + (self.offsets[k] + i * out_pad * in_pad)  # row starts of its block
+                parts.append((rows[:, None] + np.arange(width)).ravel())
+                parts.append(np.arange(out) + (self.offsets[self.depth + 1 + k] + i * out_pad))
             index = self._indices[i] = torch.from_numpy(np.concatenate(parts)).to(self.flat.device)
         return index
 
@@ -180,16 +181,16 @@ class StackedMLP:
         """Candidate i's parameter-shaped pieces of a flat buffer (its weights, or e.g. Adam's
         exp_avg), copied out with one indexing op; they share one storage of just its values."""
         shapes, sizes = self.param_shapes(i)
-        pieces = buffer.detach().index_select(0, self.index_of(i)).split(sizes)
+        pieces = buffer.detach().index_select(0, self.index_of(i)).split_with_sizes(sizes)
         return [piece.view(*shape) for piece, shape in zip(pieces, shapes)]
 
-    def scatter(self, buffer: torch.Tensor, rows: Any, values: list[list[torch.Tensor]]) -> None:
-        """Write each listed candidate's parameter-shaped tensors (model order) into a flat
-        buffer: one copy for them all instead of one per tensor."""
-        rows = list(rows)
-        if not rows:
+    def scatter(self, buffer: torch.Tensor, rows: Iterable[int], values: list[list[torch.Tensor]]) -> None:
+        """Write the listed candidates' parameter-shaped tensors (``values[n]``: row ``rows[n]``'s,
+        in its model's order) into a flat buffer: one copy for them all instead of one per tensor."""
+        indices = [self.index_of(i) for i in rows]
+        if not indices:
             return
-        index = torch.cat([self.index_of(i) for i in rows])
+        index = torch.cat(indices)
         flat = torch.cat([v.detach().reshape(-1) for per in values for v in per])
         buffer.detach().index_copy_(0, index, flat.to(buffer.dtype))
 
@@ -209,13 +210,6 @@ def _segments(activations: list[list[nn.Module]], depth: int) -> list[list[tuple
                 runs.append((acts[l], i, i + 1))
         out.append(runs)
     return out
-
-
-@functools.lru_cache(maxsize=256)
-def _grid(rows: int, cols: int) -> np.ndarray:
-    """Row-major positions in a (rows, cols) matrix: a candidate's block of a padded layer is a
-    slice of it."""
-    return np.arange(rows * cols, dtype=np.int64).reshape(rows, cols)
 
 
 @functools.lru_cache(maxsize=64)
