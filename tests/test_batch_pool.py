@@ -18,6 +18,27 @@ PARENT = os.getpid()
 HB = dict(scheduler={"name": "hyperband", "args": {"eta": 3}}, budget=9, seed=1, executor="batched")
 
 
+@pytest.fixture(autouse=True)
+def split_every_poll(monkeypatch):
+    """These studies are small: by default their polls would all train in the driver."""
+    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 0.0)
+
+
+def test_polls_too_small_to_gain_stay_in_the_driver(tmp_path, monkeypatch):
+    from nasforge.execution import pool
+    started = []
+    real_new_pool = pool.new_pool
+    monkeypatch.setattr(pool, "new_pool", lambda *args: started.append(1) or real_new_pool(*args))
+    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 300_000.0)
+    small = nasforge.search(out=tmp_path / "small", workers=2, **HB)  # every poll estimated well under 0.3 s
+    assert not started
+    one = nasforge.search(out=tmp_path / "one", **HB)
+    assert [(t.arch, t.loss) for t in small.trials] == [(t.arch, t.loss) for t in one.trials]  # exactly one process's
+    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 0.0)
+    nasforge.search(out=tmp_path / "split", workers=2, **HB)
+    assert started == [1]
+
+
 def test_two_workers_match_one_process_through_promotions(tmp_path):
     one = nasforge.search(out=tmp_path / "one", **HB)
     two = nasforge.search(out=tmp_path / "two", workers=2, **HB)

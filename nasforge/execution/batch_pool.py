@@ -1,7 +1,7 @@
 """Batched training in several worker processes (``workers: N`` with the built-in trainer).
 
-Each ``poll`` splits the queued jobs into one shard per worker (fewer for a few jobs) and waits
-for all of them, so the study sees the same events in the same order whatever the timing (as with
+Each ``poll`` splits the queued jobs into one shard per worker (fewer for a few jobs; none for a
+poll estimated too short to gain from it) and waits for all of them, so the study sees the same events in the same order whatever the timing (as with
 one process). The driver trains the first shard itself: it would only wait otherwise.
 Jobs that can train together are kept in one shard: they are sorted by budget, whether they
 continue from a checkpoint and the size of their architecture, and cut into contiguous shards of
@@ -145,6 +145,11 @@ class BatchingPoolExecutor(BatchingExecutor):
     worker processes."""
 
     min_shard = 4  # jobs: a smaller shard is not worth a round trip to a process
+    min_split_us = 300_000.0
+    """A poll estimated (:class:`SizedCost`) to take less trains in this process alone: starting the
+    pool (~50 ms), a worker's first shard and moving states both ways cost more than half of it
+    would save. With 2 workers the chapter's SH polls (38-65 ms estimated) took 1.3x the time of
+    one process when split, BO's first (1.4 s) 0.75x."""
 
     def __init__(self, context: WorkerContext, workers: int, capacity: int = 128, flush_seconds: float = 30.0):
         if workers < 1:
@@ -162,7 +167,9 @@ class BatchingPoolExecutor(BatchingExecutor):
         if not jobs:
             return []
         events: dict[int, JobEvent] = {}
-        local, *remote = shards(jobs, min(self.parallelism, max(1, len(jobs) // self.min_shard)), self._cost)
+        worth = sum(self._cost(job) for job in jobs) >= self.min_split_us  # costs are remembered per architecture
+        n = min(self.parallelism, max(1, len(jobs) // self.min_shard)) if worth else 1
+        local, *remote = shards(jobs, n, self._cost)
         futures = self._send(remote)
         with torch_threads(self.context.threads or torch.get_num_threads()):  # beside the workers, not over them
             self._keep(*self.runner.run(local, self.checkpoints.get), events)
