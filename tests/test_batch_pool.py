@@ -22,6 +22,7 @@ HB = dict(scheduler={"name": "hyperband", "args": {"eta": 3}}, budget=9, seed=1,
 def split_every_poll(monkeypatch):
     """These studies are small: by default their polls would all train in the driver."""
     monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 0.0)
+    monkeypatch.setattr(BatchingPoolExecutor, "remote_us", 0.0)
 
 
 def test_polls_too_small_to_gain_stay_in_the_driver(tmp_path, monkeypatch):
@@ -72,6 +73,14 @@ def test_shards_keep_like_jobs_together_and_share_the_work():
     assert keys == sorted(keys)  # a run of like jobs is cut at most once, where the shards meet
     assert shards(jobs[:1], 4) == [jobs[:1]]  # never an empty shard
     assert len(shards(jobs, 30)) <= 24
+
+
+def test_the_drivers_shard_takes_the_round_trip_more_work():
+    jobs = [_job(i, budget=1, depth=1) for i in range(40)]  # each costs 4 (_cost: 1 x (1 + 3 choices))
+    assert [len(p) for p in shards(jobs, 2)] == [20, 20]
+    assert [len(p) for p in shards(jobs, 2, remote=32.0)] == [24, 16]  # 96 against 64 + 32
+    assert [len(p) for p in shards(jobs, 3, remote=24.0)] == [17, 12, 11]  # ~69 against ~45 + 24 each, cut where jobs' middles fall
+    assert shards(jobs, 2, remote=1000.0) == [sorted(jobs, key=lambda j: j.trial_id)]  # not worth a worker at all
 
 
 def test_sharding_by_model_size_shares_the_deep_networks():
