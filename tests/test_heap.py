@@ -91,5 +91,5 @@ def test_a_large_groups_steps_reuse_memory_instead_of_paging_it_in():
         assert tuned == str(keep != "1")
         return int(count)
 
-    tuned, untuned = faults("0"), faults("1")
-    assert tuned < 100 and untuned > 200, f"page faults in 20 steps: {tuned} with the setting, {untuned} without"
+    tuned, untuned = faults("0"), faults("1")  # here: 0 against ~24,000
+    assert untuned > 2000 and tuned < untuned / 10, f"page faults in 20 steps: {tuned} with the setting, {untuned} without"
