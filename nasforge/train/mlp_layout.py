@@ -103,6 +103,22 @@ def layout(linears: list[list[nn.Linear]]) -> Layout:
     return Layout(rows, [(widths[l], ins[l]) for l in range(D)] + [(n_out, max(ins[d] for d in set(depths)))], depths)
 
 
+def activation_runs(keys: list[list[str]], rows: list[int]) -> list[list[tuple[int, int]]]:
+    """Per hidden layer ``l``: (first row, end row) of each run of consecutive rows with one
+    activation among the layer's ``rows[l]`` rows (``keys[i][l]``: row i's activation there).
+    A stacked group calls each activation kernel once per run; :func:`step_cost` prices them."""
+    out = []
+    for l, n in enumerate(rows[:-1]):
+        runs: list[tuple[int, int]] = []
+        for i in range(n):
+            if runs and keys[i][l] == keys[i - 1][l]:
+                runs[-1] = (runs[-1][0], i + 1)
+            else:
+                runs.append((i, i + 1))
+        out.append(runs)
+    return out
+
+
 def step_cost(shapes: list[MLPShape], batch: int) -> float:
     """Estimated time of one training step of these candidates as one group (µs)."""
     if not shapes:
@@ -110,8 +126,7 @@ def step_cost(shapes: list[MLPShape], batch: int) -> float:
     rows = sorted(shapes, key=stack_order)
     lay = layout([s.linears for s in rows])
     per_sample = sum(r * o * i for r, (o, i) in zip(lay.rows, lay.dims))
-    keys = [s.activation_keys for s in rows]
-    runs = sum(1 for l in range(len(lay.rows) - 1) for i in range(lay.rows[l]) if i == 0 or keys[i][l] != keys[i - 1][l])
+    runs = sum(len(layer) for layer in activation_runs([s.activation_keys for s in rows], lay.rows))
     exits = len(lay.exits)
     return (STEP_US + LAYER_US * (len(lay.rows) - 1) + ROW_LAYER_US * sum(lay.rows[:-1]) + SEGMENT_US * runs
             + ((MIXED_US + EXIT_US * exits) if exits > 1 else 0.0) + US_PER_MFLOP * 6.0 * per_sample * batch / 1e6)

@@ -22,7 +22,7 @@ from torch import nn
 
 from nasforge.train.activations import kernels, native
 from nasforge.train.flat_optim import flat_optimizer
-from nasforge.train.mlp_layout import MLPShape, layout
+from nasforge.train.mlp_layout import MLPShape, activation_runs, layout
 from nasforge.train.state import optimizer_slots, optimizer_state, with_step
 
 Saved = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]
@@ -64,12 +64,12 @@ class StackedMLP:
         # Per-step work is mostly dispatch: bind everything a step needs once.
         self.bias_rows = [b.unsqueeze(1) for b in self.b]
         self.W_t = [w.transpose(1, 2) for w in self.W]
-        segments = _segments(activations, self.depth)
-        pairs = [[kernels(act) for act, _, _ in layer] for layer in segments]
+        runs = activation_runs([[repr(a) for a in acts] for acts in activations], self.rows)
+        pairs = [[kernels(activations[a][l]) for a, _ in layer] for l, layer in enumerate(runs)]
         self.forwards = [[k[0] for k in layer] for layer in pairs]  # type: ignore[index]
         self.backwards = [[k[1] for k in layer] for layer in pairs]  # type: ignore[index]
-        self.run_sizes = [[e - a for _, a, e in layer] for layer in segments]  # a layer's runs cover its rows
-        self.uniform = [native(layer[0][0]) if len(layer) == 1 else None for layer in segments]
+        self.run_sizes = [[e - a for a, e in layer] for layer in runs]  # a layer's runs cover its rows
+        self.uniform = [native(activations[layer[0][0]][l]) if len(layer) == 1 else None for l, layer in enumerate(runs)]
 
     def _view(self, buffer: torch.Tensor, k: int) -> torch.Tensor:
         """Weights of layer k (k <= D) or biases of layer k - D - 1, as a view of ``buffer``."""
@@ -193,23 +193,6 @@ class StackedMLP:
         index = torch.cat(indices)
         flat = torch.cat([v.detach().reshape(-1) for per in values for v in per])
         buffer.detach().index_copy_(0, index, flat.to(buffer.dtype))
-
-
-def _segments(activations: list[list[nn.Module]], depth: int) -> list[list[tuple[nn.Module, int, int]]]:
-    """Per hidden layer: runs of consecutive rows with the same activation (rows deepest first,
-    so the rows that have layer l come first)."""
-    out = []
-    for l in range(depth):
-        runs: list[tuple[nn.Module, int, int]] = []
-        for i, acts in enumerate(activations):
-            if len(acts) <= l:
-                break
-            if runs and repr(runs[-1][0]) == repr(acts[l]):
-                runs[-1] = (runs[-1][0], runs[-1][1], i + 1)
-            else:
-                runs.append((acts[l], i, i + 1))
-        out.append(runs)
-    return out
 
 
 @functools.lru_cache(maxsize=64)
