@@ -177,9 +177,10 @@ class BatchingPoolExecutor(BatchingExecutor):
         if not jobs:
             return []
         events: dict[int, JobEvent] = {}
-        worth = sum(self._cost(job) for job in jobs) >= self.min_split_us  # costs are remembered per architecture
+        costs = {job.trial_id: self._cost(job) for job in jobs}
+        worth = sum(costs.values()) >= self.min_split_us
         n = min(self.parallelism, max(1, len(jobs) // self.min_shard)) if worth else 1
-        local, *remote = shards(jobs, n, self._cost, self.remote_us)
+        local, *remote = shards(jobs, n, lambda job: costs[job.trial_id], self.remote_us)
         futures = self._send(remote)
         with torch_threads(self.context.threads or torch.get_num_threads()):  # beside the workers, not over them
             self._keep(*self.runner.run(local, self.checkpoints.get), events)
