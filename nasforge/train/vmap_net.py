@@ -65,8 +65,8 @@ class VmapNet:
 
     def export(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]:
         model = self.models[i]
-        state = {name: value[i].detach().clone() for name, value in {**self.params, **self.buffers}.items()}
-        model.load_state_dict(state)
+        state = {name: value[i].detach() for name, value in {**self.params, **self.buffers}.items()}
+        model.load_state_dict(state)  # copies; the state dict returned below is cloned from the model
         slots: list[dict[str, torch.Tensor]] = []
         step = None
         for stacked in self.params.values():
