@@ -567,7 +567,8 @@ def main(argv: list[str] | None = None) -> None:
             runners: dict[str, Callable[[int], Outcome]] = {}
             if "nasforge" in tools:
                 runners["nasforge"] = lambda s, e=exp: run_nasforge(e, s, scratch, args.nasforge_executor, args.nasforge_workers)
-            def given(seed: int) -> list[dict[str, Any]] | None:  # nasforge runs first for each seed
+
+            def given(seed: int) -> list[dict[str, Any]] | None:  # reads ``results`` (below) when called: nasforge ran first
                 return results["nasforge"][seed].configs if args.same_configs else None
 
             if "optuna" in tools:

@@ -16,6 +16,8 @@ Forward = Callable[[torch.Tensor, torch.Tensor], object]
 Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], object]
 """(gradient w.r.t. the activation's output, its input z, its output h, out): write the gradient
 w.r.t. z into out."""
+
+
 def _raw(overload: Any) -> Any:
     """An ATen overload's C callable: what ``torch.ops.aten.X.Y(...)`` calls, minus a Python frame."""
     return getattr(overload, "_op", overload)

@@ -237,11 +237,13 @@ class MLPNet:
         """Pad each candidate's saved optimiser slots into flat buffers of the group optimiser."""
         flat = self.stack.flat
         per_candidate = [optimizer_slots(self.trainer._make_optimizer_for, m, s["optimizer"]) for m, s in zip(self.models, states)]
+        slots_of = [slots for slots, _ in per_candidate]  # per candidate: one dict of slots per parameter
         step = per_candidate[-1][1]
+        names = list(slots_of[0][0]) if slots_of[0] else []  # e.g. exp_avg, exp_avg_sq; none for plain SGD
         buffers: dict[str, torch.Tensor] = {}
-        for name in per_candidate[0][0][0] if per_candidate[0][0] else {}:
+        for name in names:
             buffers[name] = torch.zeros_like(flat, requires_grad=False)
-            self.stack.scatter(buffers[name], range(len(states)), [[slot[name] for slot in slots] for slots, _ in per_candidate])
+            self.stack.scatter(buffers[name], range(len(states)), [[slot[name] for slot in slots] for slots in slots_of])
         if buffers:
             self.optimizer.state[flat] = with_step(step, buffers)
 
