@@ -11,6 +11,13 @@ or the trainer. Needs ``pip install pyinstrument`` (part of the ``bench`` extra)
 
     python benchmarks/profile_study.py                       # the chapter's Hyperband experiment
     python benchmarks/profile_study.py examples/chapter_bayesian_optimization.yaml --tree
+    python benchmarks/profile_study.py --groups              # also each stacked group's steps and arithmetic
+
+``--groups`` runs the study once more, unprofiled, and lists every group the population trainer
+trained: candidates, steps, time, and the arithmetic of its steps (6 x multiply-adds x batch per
+step: forward and both backward products) as padded to the group's shapes and as the candidates
+alone would need it. Their sums, against the rate batched products reach on this core, give the
+study's arithmetic floor: how far the training is from being bound by arithmetic.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import argparse
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -79,6 +87,71 @@ def categorise(root) -> tuple[dict[str, float], float]:  # root: a pyinstrument 
     return dict(shares), root.time
 
 
+@dataclass
+class GroupRecord:
+    candidates: int
+    steps: int
+    seconds: float
+    padded_gflop: float
+    own_gflop: float
+
+
+def record_groups(config: Path, seed: int) -> list[GroupRecord]:
+    """Run the study with the population trainer's group loop timed and sized."""
+    from nasforge.train import population
+    from nasforge.train.mlp_layout import layout, stack_order
+
+    records: list[GroupRecord] = []
+    original = population._Loop.train
+
+    def timed(loop: population._Loop) -> None:
+        first = loop.cands[0].run.steps
+        start = time.perf_counter()
+        original(loop)
+        seconds = time.perf_counter() - start
+        steps = loop.cands[0].run.steps - first
+        shapes = [c.shape for c in loop.cands]
+        if any(shape is None for shape in shapes):  # a vmap group: identical candidates, no padding
+            return
+        rows = sorted(shapes, key=stack_order)
+        lay = layout([s.linears for s in rows])
+        per_step = 6 * loop.trainer.batch_size * steps / 1e9
+        padded = sum(r * o * i for r, (o, i) in zip(lay.rows, lay.dims)) * per_step
+        own = sum(lin.in_features * lin.out_features for s in shapes for lin in s.linears) * per_step
+        records.append(GroupRecord(len(loop.cands), steps, seconds, padded, own))
+
+    population._Loop.train = timed  # type: ignore[method-assign]
+    try:
+        run(config, seed)
+    finally:
+        population._Loop.train = original  # type: ignore[method-assign]
+    return records
+
+
+def bmm_gflops(candidates: int = 20, batch: int = 32, width: int = 64, repeats: int = 300) -> float:
+    """The rate of a batched product of a mid-sized group on this core (GFLOP/s)."""
+    a, b = torch.randn(candidates, batch, width), torch.randn(candidates, width, width)
+    for _ in range(30):
+        torch.bmm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.bmm(a, b)
+    return 2 * candidates * batch * width * width * repeats / (time.perf_counter() - start) / 1e9
+
+
+def print_groups(records: list[GroupRecord]) -> None:
+    print(f"\n{'candidates':>10} {'steps':>6} {'ms':>8} {'padded GFLOP':>13} {'own GFLOP':>10}")
+    for r in records:
+        print(f"{r.candidates:>10} {r.steps:>6} {r.seconds * 1e3:>8.1f} {r.padded_gflop:>13.3f} {r.own_gflop:>10.3f}")
+    seconds = sum(r.seconds for r in records)
+    padded, own = sum(r.padded_gflop for r in records), sum(r.own_gflop for r in records)
+    rate = bmm_gflops()
+    print(f"{len(records)} groups, {sum(r.steps for r in records)} group steps, {seconds * 1e3:.0f} ms training "
+          f"(validation included); arithmetic {padded:.2f} GFLOP padded, {own:.2f} of the candidates' own")
+    print(f"at {rate:.0f} GFLOP/s (bmm of 20 x (32 x 64) @ (64 x 64) here): {padded / rate * 1e3:.0f} ms padded, "
+          f"{own / rate * 1e3:.0f} ms own: the training runs at {padded / seconds:.1f} GFLOP/s padded")
+
+
 def run(config: Path, seed: int) -> None:
     cfg = load_config(config, {"seed": seed})
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +163,7 @@ def main() -> None:
     p.add_argument("config", nargs="?", default=str(ROOT / "examples" / "chapter_hyperband.yaml"))
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tree", action="store_true", help="also print the profiler's call tree")
+    p.add_argument("--groups", action="store_true", help="also list the stacked groups and their arithmetic")
     args = p.parse_args()
     torch.set_num_threads(1)
     run(Path(args.config), 0)  # warm-up: imports, first-call costs
@@ -109,6 +183,8 @@ def main() -> None:
     print(f"  {'=> not tensor math':<30} {own:7.3f} s  {100 * own / total:5.1f} %")
     if args.tree:
         print(profiler.output_text(unicode=False, color=False, show_all=False))
+    if args.groups:
+        print_groups(record_groups(Path(args.config), args.seed))
 
 
 if __name__ == "__main__":
