@@ -140,6 +140,9 @@ def bmm_gflops(candidates: int = 20, batch: int = 32, width: int = 64, repeats: 
 
 
 def print_groups(records: list[GroupRecord]) -> None:
+    if not records:
+        print("\nno stacked MLP groups: this study trained its candidates one by one (or under vmap)")
+        return
     print(f"\n{'candidates':>10} {'steps':>6} {'ms':>8} {'padded GFLOP':>13} {'own GFLOP':>10}")
     for r in records:
         print(f"{r.candidates:>10} {r.steps:>6} {r.seconds * 1e3:>8.1f} {r.padded_gflop:>13.3f} {r.own_gflop:>10.3f}")
