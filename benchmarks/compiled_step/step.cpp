@@ -1,41 +1,65 @@
 #include <torch/extension.h>
+#include <algorithm>
 #include <cmath>
 #include <vector>
-#include <algorithm>
-// Tuned-loop probe: every product is an axpy over a contiguous row (vectorised by the compiler,
-// no reassociation), blocked over 4 rows so each loaded weight row serves 4 FMAs.
-// Candidate c's parameters at offsets[c]: per layer Wt (in x out) then b (out); WT is a second
-// buffer, same offsets, holding W (out x in) for the input gradient, refreshed after Adam.
+// A probe (benchmarks/compiled_step_probe.py), not part of nasforge: one training step of a group
+// of MLP candidates, each over its own unpadded parameters. Candidate c's parameters start at
+// offsets[c]: per layer Wt (in x out: nn.Linear's weight transposed) then b (out); ``wt`` is a twin
+// buffer with the same offsets holding W (out x in) for the input gradients, refreshed after Adam.
+// Products are register-blocked (4 rows x 32 columns of the result in 8 vector registers); the
+// buffers and scratch carry 32 floats of slack, since rows are read 16 floats at a time.
 static inline void axpy(float* __restrict__ y, const float* __restrict__ x, float a, int64_t n) {
 #pragma omp simd
   for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
 }
-// C[M,N] += A[M,K] @ Bm[K,N], row-major, lda = K (or strided via a_at).
-static void gemm_nn(float* __restrict__ C, const float* __restrict__ A, const float* __restrict__ Bm, int64_t M, int64_t N, int64_t K) {
-  int64_t m = 0;
-  for (; m + 4 <= M; m += 4) {
-    float* c0 = C + m * N; float* c1 = c0 + N; float* c2 = c1 + N; float* c3 = c2 + N;
-    const float* a0 = A + m * K; const float* a1 = a0 + K; const float* a2 = a1 + K; const float* a3 = a2 + K;
-    for (int64_t k = 0; k < K; ++k) {
-      const float* b = Bm + k * N; const float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
-#pragma omp simd
-      for (int64_t n = 0; n < N; ++n) { const float bn = b[n]; c0[n] += x0 * bn; c1[n] += x1 * bn; c2[n] += x2 * bn; c3[n] += x3 * bn; }
-    }
-  }
-  for (; m < M; ++m) for (int64_t k = 0; k < K; ++k) axpy(C + m * N, Bm + k * N, A[m * K + k], N);
+// C[M,N] += A[M,K] @ Bm[K,N], row-major (lda = K): 4 rows x 32 columns of C stay in 8 vector
+// registers while k runs; Bm's rows are read 16 floats at a time (buffers carry 16 floats of slack,
+// columns past N are computed and dropped).
+typedef float v16 __attribute__((vector_size(64)));
+static inline v16 load16(const float* p) { v16 v; __builtin_memcpy(&v, p, 64); return v; }
+static inline void add_store(float* p, v16 v, int64_t n) {
+  float t[16]; __builtin_memcpy(t, &v, 64);
+  for (int64_t k = 0; k < n; ++k) p[k] += t[k];
 }
-// C[K2,N] += A^T @ Bm with A (M x K2) and Bm (M x N): gradient of the weights.
-static void gemm_tn(float* __restrict__ C, const float* __restrict__ A, const float* __restrict__ Bm, int64_t M, int64_t N, int64_t K2) {
-  int64_t i = 0;
-  for (; i + 4 <= K2; i += 4) {
-    float* c0 = C + i * N; float* c1 = c0 + N; float* c2 = c1 + N; float* c3 = c2 + N;
-    for (int64_t m = 0; m < M; ++m) {
-      const float* b = Bm + m * N; const float* a = A + m * K2 + i; const float x0 = a[0], x1 = a[1], x2 = a[2], x3 = a[3];
-#pragma omp simd
-      for (int64_t n = 0; n < N; ++n) { const float bn = b[n]; c0[n] += x0 * bn; c1[n] += x1 * bn; c2[n] += x2 * bn; c3[n] += x3 * bn; }
+static void gemm_nn(float* __restrict__ C, const float* __restrict__ A, const float* __restrict__ Bm, int64_t M, int64_t N, int64_t K) {
+  for (int64_t n = 0; n < N; n += 32) {
+    const int64_t w0 = std::min<int64_t>(16, N - n), w1 = std::max<int64_t>(0, std::min<int64_t>(16, N - n - 16));
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) {
+      v16 c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
+      const float* a = A + m * K;
+      for (int64_t k = 0; k < K; ++k) {
+        const v16 b0 = load16(Bm + k * N + n), b1 = w1 ? load16(Bm + k * N + n + 16) : v16{};
+        const float x0 = a[k], x1 = a[K + k], x2 = a[2 * K + k], x3 = a[3 * K + k];
+        c00 += x0 * b0; c01 += x0 * b1; c10 += x1 * b0; c11 += x1 * b1;
+        c20 += x2 * b0; c21 += x2 * b1; c30 += x3 * b0; c31 += x3 * b1;
+      }
+      float* c = C + m * N + n;
+      add_store(c, c00, w0); add_store(c + 16, c01, w1); add_store(c + N, c10, w0); add_store(c + N + 16, c11, w1);
+      add_store(c + 2 * N, c20, w0); add_store(c + 2 * N + 16, c21, w1); add_store(c + 3 * N, c30, w0); add_store(c + 3 * N + 16, c31, w1);
     }
+    for (; m < M; ++m) for (int64_t k = 0; k < K; ++k) axpy(C + m * N + n, Bm + k * N + n, A[m * K + k], w0 + w1);
   }
-  for (; i < K2; ++i) for (int64_t m = 0; m < M; ++m) axpy(C + i * N, Bm + m * N, A[m * K2 + i], N);
+}
+// C[K2,N] += A^T @ Bm with A (M x K2) and Bm (M x N): the weights' gradient, same blocking.
+static void gemm_tn(float* __restrict__ C, const float* __restrict__ A, const float* __restrict__ Bm, int64_t M, int64_t N, int64_t K2) {
+  for (int64_t n = 0; n < N; n += 32) {
+    const int64_t w0 = std::min<int64_t>(16, N - n), w1 = std::max<int64_t>(0, std::min<int64_t>(16, N - n - 16));
+    int64_t i = 0;
+    for (; i + 4 <= K2; i += 4) {
+      v16 c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
+      for (int64_t m = 0; m < M; ++m) {
+        const v16 b0 = load16(Bm + m * N + n), b1 = w1 ? load16(Bm + m * N + n + 16) : v16{};
+        const float* a = A + m * K2 + i; const float x0 = a[0], x1 = a[1], x2 = a[2], x3 = a[3];
+        c00 += x0 * b0; c01 += x0 * b1; c10 += x1 * b0; c11 += x1 * b1;
+        c20 += x2 * b0; c21 += x2 * b1; c30 += x3 * b0; c31 += x3 * b1;
+      }
+      float* c = C + i * N + n;
+      add_store(c, c00, w0); add_store(c + 16, c01, w1); add_store(c + N, c10, w0); add_store(c + N + 16, c11, w1);
+      add_store(c + 2 * N, c20, w0); add_store(c + 2 * N + 16, c21, w1); add_store(c + 3 * N, c30, w0); add_store(c + 3 * N + 16, c31, w1);
+    }
+    for (; i < K2; ++i) for (int64_t m = 0; m < M; ++m) axpy(C + i * N + n, Bm + m * N + n, A[m * K2 + i], w0 + w1);
+  }
 }
 
 torch::Tensor step(torch::Tensor p, torch::Tensor wt, torch::Tensor g, torch::Tensor m, torch::Tensor v, torch::Tensor offsets,
@@ -75,7 +99,7 @@ torch::Tensor step(torch::Tensor p, torch::Tensor wt, torch::Tensor g, torch::Te
       }
     }
     const int64_t K = d[D + 1]; const float* zl = pre.data() + ao[D + 1];
-    delta.assign(B * K, 0.0f); float loss = 0.0f;
+    delta.assign(B * K + 32, 0.0f); float loss = 0.0f;
     for (int64_t b = 0; b < B; ++b) {
       const float* zr = zl + b * K; float mx = zr[0];
       for (int64_t k = 1; k < K; ++k) mx = std::max(mx, zr[k]);
@@ -93,7 +117,7 @@ torch::Tensor step(torch::Tensor p, torch::Tensor wt, torch::Tensor g, torch::Te
       for (int64_t b = 0; b < B; ++b) axpy(gb, delta.data() + b * out, 1.0f, out);
       gemm_tn(gW, act.data() + ao[l], delta.data(), B, out, in);
       if (l == 0) break;
-      gh.assign(B * in, 0.0f);
+      gh.assign(B * in + 32, 0.0f);
       gemm_nn(gh.data(), delta.data(), PT + wo[l], B, in, out);  // W (out x in)
       const float* z = pre.data() + ao[l]; const float* h = act.data() + ao[l];
       if (ac[c] == 0) {
