@@ -12,55 +12,40 @@ static inline void axpy(float* __restrict__ y, const float* __restrict__ x, floa
 #pragma omp simd
   for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
 }
-// C[M,N] += A[M,K] @ Bm[K,N], row-major (lda = K): 4 rows x 32 columns of C stay in 8 vector
-// registers while k runs; Bm's rows are read 16 floats at a time (buffers carry 16 floats of slack,
-// columns past N are computed and dropped).
 typedef float v16 __attribute__((vector_size(64)));
 static inline v16 load16(const float* p) { v16 v; __builtin_memcpy(&v, p, 64); return v; }
 static inline void add_store(float* p, v16 v, int64_t n) {
   float t[16]; __builtin_memcpy(t, &v, 64);
   for (int64_t k = 0; k < n; ++k) p[k] += t[k];
 }
-static void gemm_nn(float* __restrict__ C, const float* __restrict__ A, const float* __restrict__ Bm, int64_t M, int64_t N, int64_t K) {
+// C[R,N] += sum over t < T of A(r, t) * Bm[t, :], with A(r, t) = A[r * a_row + t * a_t]: 4 rows x 32
+// columns of C stay in 8 vector registers while t runs. Bm's rows are read 16 floats at a time
+// (buffers carry slack; columns past N are computed and dropped).
+static void gemm(float* __restrict__ C, int64_t R, int64_t N, int64_t T, const float* __restrict__ A, int64_t a_row,
+                 int64_t a_t, const float* __restrict__ Bm) {
   for (int64_t n = 0; n < N; n += 32) {
     const int64_t w0 = std::min<int64_t>(16, N - n), w1 = std::max<int64_t>(0, std::min<int64_t>(16, N - n - 16));
-    int64_t m = 0;
-    for (; m + 4 <= M; m += 4) {
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) {
       v16 c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
-      const float* a = A + m * K;
-      for (int64_t k = 0; k < K; ++k) {
-        const v16 b0 = load16(Bm + k * N + n), b1 = w1 ? load16(Bm + k * N + n + 16) : v16{};
-        const float x0 = a[k], x1 = a[K + k], x2 = a[2 * K + k], x3 = a[3 * K + k];
+      for (int64_t t = 0; t < T; ++t) {
+        const v16 b0 = load16(Bm + t * N + n), b1 = w1 ? load16(Bm + t * N + n + 16) : v16{};
+        const float* a = A + r * a_row + t * a_t;
+        const float x0 = a[0], x1 = a[a_row], x2 = a[2 * a_row], x3 = a[3 * a_row];
         c00 += x0 * b0; c01 += x0 * b1; c10 += x1 * b0; c11 += x1 * b1;
         c20 += x2 * b0; c21 += x2 * b1; c30 += x3 * b0; c31 += x3 * b1;
       }
-      float* c = C + m * N + n;
+      float* c = C + r * N + n;
       add_store(c, c00, w0); add_store(c + 16, c01, w1); add_store(c + N, c10, w0); add_store(c + N + 16, c11, w1);
       add_store(c + 2 * N, c20, w0); add_store(c + 2 * N + 16, c21, w1); add_store(c + 3 * N, c30, w0); add_store(c + 3 * N + 16, c31, w1);
     }
-    for (; m < M; ++m) for (int64_t k = 0; k < K; ++k) axpy(C + m * N + n, Bm + k * N + n, A[m * K + k], w0 + w1);
+    for (; r < R; ++r) for (int64_t t = 0; t < T; ++t) axpy(C + r * N + n, Bm + t * N + n, A[r * a_row + t * a_t], w0 + w1);
   }
 }
-// C[K2,N] += A^T @ Bm with A (M x K2) and Bm (M x N): the weights' gradient, same blocking.
-static void gemm_tn(float* __restrict__ C, const float* __restrict__ A, const float* __restrict__ Bm, int64_t M, int64_t N, int64_t K2) {
-  for (int64_t n = 0; n < N; n += 32) {
-    const int64_t w0 = std::min<int64_t>(16, N - n), w1 = std::max<int64_t>(0, std::min<int64_t>(16, N - n - 16));
-    int64_t i = 0;
-    for (; i + 4 <= K2; i += 4) {
-      v16 c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
-      for (int64_t m = 0; m < M; ++m) {
-        const v16 b0 = load16(Bm + m * N + n), b1 = w1 ? load16(Bm + m * N + n + 16) : v16{};
-        const float* a = A + m * K2 + i; const float x0 = a[0], x1 = a[1], x2 = a[2], x3 = a[3];
-        c00 += x0 * b0; c01 += x0 * b1; c10 += x1 * b0; c11 += x1 * b1;
-        c20 += x2 * b0; c21 += x2 * b1; c30 += x3 * b0; c31 += x3 * b1;
-      }
-      float* c = C + i * N + n;
-      add_store(c, c00, w0); add_store(c + 16, c01, w1); add_store(c + N, c10, w0); add_store(c + N + 16, c11, w1);
-      add_store(c + 2 * N, c20, w0); add_store(c + 2 * N + 16, c21, w1); add_store(c + 3 * N, c30, w0); add_store(c + 3 * N + 16, c31, w1);
-    }
-    for (; i < K2; ++i) for (int64_t m = 0; m < M; ++m) axpy(C + i * N + n, Bm + m * N + n, A[m * K2 + i], w0 + w1);
-  }
-}
+// C[M,N] += A[M,K] @ Bm[K,N] (row-major).
+static void gemm_nn(float* C, const float* A, const float* Bm, int64_t M, int64_t N, int64_t K) { gemm(C, M, N, K, A, K, 1, Bm); }
+// C[K2,N] += A^T @ Bm with A (M x K2) and Bm (M x N): the weights' gradient.
+static void gemm_tn(float* C, const float* A, const float* Bm, int64_t M, int64_t N, int64_t K2) { gemm(C, K2, N, M, A, 1, K2, Bm); }
 
 torch::Tensor step(torch::Tensor p, torch::Tensor wt, torch::Tensor g, torch::Tensor m, torch::Tensor v, torch::Tensor offsets,
                    torch::Tensor dims, torch::Tensor depths, torch::Tensor acts, torch::Tensor x, torch::Tensor y,
