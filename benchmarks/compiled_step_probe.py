@@ -125,7 +125,7 @@ def main() -> None:
     with torch.no_grad():
         stacked_us = per_call_us(lambda: net.step(x, y))
     compiled_us = per_call_us(lambda: compiled(4))
-    own = sum(lin.in_features * lin.out_features for m in models for lin in mlp_shape(m).linears) * BATCH * 6 / 1e6
+    own = sum(mlp_shape(m).flops for m in models) * BATCH * 6 / 1e6
     print(f"{len(models)} candidates ({args.activations}): stacked step {stacked_us:.0f} us, compiled {compiled_us:.0f} us "
           f"= {stacked_us / compiled_us:.2f}x; {own:.1f} MFLOP of their own -> compiled {own / compiled_us * 1e3:.1f} GFLOP/s")
 

@@ -116,8 +116,8 @@ def record_groups(config: Path, seed: int) -> list[GroupRecord]:
         rows = sorted(shapes, key=stack_order)
         lay = layout([s.linears for s in rows])
         per_step = 6 * loop.trainer.batch_size * steps / 1e9
-        padded = sum(r * o * i for r, (o, i) in zip(lay.rows, lay.dims)) * per_step
-        own = sum(lin.in_features * lin.out_features for s in shapes for lin in s.linears) * per_step
+        padded = lay.padded_macs * per_step
+        own = sum(s.flops for s in shapes) * per_step
         records.append(GroupRecord(len(loop.cands), steps, seconds, padded, own))
 
     population._Loop.train = timed  # type: ignore[method-assign]

@@ -32,6 +32,7 @@ class MLPShape:
 
     @property
     def flops(self) -> float:
+        """Multiply-adds of one sample's forward pass (unpadded): the candidate's size."""
         return float(sum(lin.in_features * lin.out_features for lin in self.linears))
 
     @functools.cached_property
@@ -77,6 +78,11 @@ class Layout:
     rows: list[int]  # per layer 0..D
     dims: list[tuple[int, int]]  # per layer: padded (out, in)
     depths: list[int]  # per candidate (row)
+
+    @property
+    def padded_macs(self) -> int:
+        """Multiply-adds of one sample's forward pass through the whole padded group."""
+        return sum(r * o * i for r, (o, i) in zip(self.rows, self.dims))
 
     @property
     def exits(self) -> list[tuple[int, int, int]]:
@@ -125,8 +131,7 @@ def step_cost(shapes: list[MLPShape], batch: int) -> float:
         return 0.0
     rows = sorted(shapes, key=stack_order)
     lay = layout([s.linears for s in rows])
-    per_sample = sum(r * o * i for r, (o, i) in zip(lay.rows, lay.dims))
     runs = sum(len(layer) for layer in activation_runs([s.activation_keys for s in rows], lay.rows))
     exits = len(lay.exits)
     return (STEP_US + LAYER_US * (len(lay.rows) - 1) + ROW_LAYER_US * sum(lay.rows[:-1]) + SEGMENT_US * runs
-            + ((MIXED_US + EXIT_US * exits) if exits > 1 else 0.0) + US_PER_MFLOP * 6.0 * per_sample * batch / 1e6)
+            + ((MIXED_US + EXIT_US * exits) if exits > 1 else 0.0) + US_PER_MFLOP * 6.0 * lay.padded_macs * batch / 1e6)
