@@ -324,6 +324,26 @@ def test_lost_checkpoints_are_trained_again(tmp_path, monkeypatch):
     assert loss == pytest.approx(best.loss, **STUDY_LOSS)
 
 
+def test_promoted_trials_reuse_their_model_objects(tmp_path, monkeypatch):
+    """A promoted trial loads its state into the model object of its last job instead of building
+    its model again; the results equal building it again for every job."""
+    from nasforge.execution import batching
+    from nasforge.space.space import Space as SpaceClass
+
+    sh = dict(scheduler={"name": "successive_halving", "args": {"n_configs": 8, "rungs": [2, 2], "eta": 2}},
+              budget=4, seed=3, executor="batched")
+    dry_builds = []
+    real_dry_build = SpaceClass.dry_build
+    monkeypatch.setattr(SpaceClass, "dry_build", lambda self, arch: dry_builds.append(arch) or real_dry_build(self, arch))
+    kept = nasforge.search(out=tmp_path / "kept", **sh)
+    assert dry_builds == []  # all four promotions reused their model
+
+    monkeypatch.setattr(batching, "_MODELS_KEPT", 0)
+    rebuilt = nasforge.search(out=tmp_path / "rebuilt", **sh)
+    assert len(dry_builds) == 4  # each promotion built its model again
+    assert [(t.arch, t.state, t.loss) for t in kept.trials] == [(t.arch, t.state, t.loss) for t in rebuilt.trials]
+
+
 def small_cnn(arch, n_out: int = 10):
     """A tiny CNN for 8x8 digits: identical architectures train together under vmap."""
     channels = arch.categorical("channels", [4, 8])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from nasforge.execution.base import Job, JobEvent
 from nasforge.execution.worker import (
@@ -37,6 +38,7 @@ from nasforge.types import arch_key
 Payload = dict[str, Any]
 """A checkpoint's contents: ``{"evaluator": trainer state, "torch_rng": rng state}``."""
 _CACHE_SIZE = 1024
+_MODELS_KEPT = 256
 
 
 class BatchRunner:
@@ -44,9 +46,13 @@ class BatchRunner:
     elsewhere. Holds no checkpoints: ``saved`` gives a job's input checkpoint (None if lost), and
     ``run`` returns the checkpoints its jobs made beside their events."""
 
-    def __init__(self, context: WorkerContext):
+    def __init__(self, context: WorkerContext, models_kept: int | None = None):
         self.context = context
         self.population = PopulationTrainer(context.evaluator) if isinstance(context.evaluator, SupervisedTrainer) else None
+        # Each trial's model object from its last job, by trial id: a promoted trial loads its whole
+        # state into it instead of building its model again (training never changes the object).
+        self._models: OrderedDict[int, nn.Module] = OrderedDict()
+        self.models_kept = _MODELS_KEPT if models_kept is None else models_kept
 
     def run(self, jobs: list[Job], saved: Callable[[str], Payload | None]) -> tuple[list[JobEvent], dict[str, Payload]]:
         """Events in the order of ``jobs`` and the new checkpoints by relative path (not written:
@@ -78,10 +84,15 @@ class BatchRunner:
         try:
             payload = saved(job.checkpoint_in) if job.checkpoint_in and self.context.directory else None
             seed_torch(job.seed)
-            # A model that continues from a checkpoint gets all its weights from it: skip initialising them.
-            model = (self.context.space.dry_build if payload is not None else self.context.space.build)(job.arch)
+            model = self._models.pop(job.trial_id, None) if payload is not None else None
+            if model is None:
+                # A model that continues from a checkpoint gets all its weights from it: skip initialising them.
+                model = (self.context.space.dry_build if payload is not None else self.context.space.build)(job.arch)
             if not self.population.supports(model):
                 return None
+            self._models[job.trial_id] = model
+            while len(self._models) > self.models_kept:
+                self._models.popitem(last=False)
             state = None
             if payload is not None:  # else: lost in a crash; training from scratch to the budget is the same
                 state = payload["evaluator"]
