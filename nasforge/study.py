@@ -188,18 +188,25 @@ class Study:
         next_id = self.store.count()
         suggestion = self.scheduler.suggest(next_id)
         if isinstance(suggestion, Start):
-            trial_id = self.store.create_trial(suggestion.arch, suggestion.budget, seed=trial_seed(self.seed, next_id))
+            seed = trial_seed(self.seed, next_id)
+            trial_id = self.store.create_trial(suggestion.arch, suggestion.budget, seed=seed)
             assert trial_id == next_id, "trial ids must be assigned in order"
-            return self._job(trial_id, suggestion.budget)
+            return self._job(trial_id, suggestion.budget, (suggestion.arch, seed, None))
         if isinstance(suggestion, Resume):
             return self._job(suggestion.trial_id, suggestion.budget)
         return None
 
-    def _job(self, trial_id: int, budget: float) -> Job:
-        trial = self.store.trial(trial_id)
+    def _job(self, trial_id: int, budget: float, known: tuple[Any, int, str | None] | None = None) -> Job:
+        """The job that trains trial ``trial_id`` to ``budget``; ``known``: its (arch, seed,
+        checkpoint) when the caller has just created it, which spares reading it back."""
+        arch, seed, checkpoint = known if known is not None else self._stored_job_fields(trial_id)
         self.store.start(trial_id, budget)
         out = f"checkpoints/trial_{trial_id:05d}_b{budget:g}.pt"
-        return Job(trial_id, trial.arch, budget, trial.seed, trial.checkpoint, out)
+        return Job(trial_id, arch, budget, seed, checkpoint, out)
+
+    def _stored_job_fields(self, trial_id: int) -> tuple[Any, int, str | None]:
+        trial = self.store.trial(trial_id)
+        return trial.arch, trial.seed, trial.checkpoint
 
     def _submit(self, executor: Executor, jobs: list[Job]) -> None:
         for job in jobs:
@@ -211,15 +218,17 @@ class Study:
         the checkpoints they replace once it is committed."""
         dropped: list[str | None] = []
         with self.store.atomic():
-            trials = [self._record(event, dropped) for event in events]
+            for event in events:
+                self._record(event, dropped)
+            # what the callback sees: each trial as its job left it (read only when someone looks)
+            trials = [self.store.trial(event.job.trial_id) for event in events] if on_trial_end is not None else []
             self._save_state()
         for relative in dropped:
             self._drop_checkpoint(relative)
-        if on_trial_end is not None:
-            for trial in trials:
-                on_trial_end(self, trial)
+        for trial in trials:
+            on_trial_end(self, trial)  # type: ignore[misc]
 
-    def _record(self, event: JobEvent, dropped: list[str | None]) -> Trial:
+    def _record(self, event: JobEvent, dropped: list[str | None]) -> None:
         job = event.job
         error = event.error
         loss = None
@@ -232,7 +241,7 @@ class Study:
         state = TrialState.FAILED if error else {
             Decision.COMPLETE: TrialState.COMPLETE, Decision.PAUSE: TrialState.PAUSED, Decision.PRUNE: TrialState.PRUNED,
         }[decision]
-        previous = self.store.trial(job.trial_id).checkpoint
+        previous = job.checkpoint_in  # the trial's checkpoint when the job started: only the job changes it
         self.store.append_curves(job.trial_id, [(point.get("epoch", i + 1), point) for i, point in enumerate(event.curve)])
         if error:
             self.store.finish(job.trial_id, state, error=error, duration=event.duration)
@@ -243,7 +252,6 @@ class Study:
             dropped.append(previous)
         if state is TrialState.COMPLETE and event.checkpoint:
             dropped.extend(self._keep_best_checkpoints(job.trial_id, loss, event.checkpoint))  # type: ignore[arg-type]
-        return self.store.trial(job.trial_id)
 
     def _drop_checkpoint(self, relative: str | None) -> None:
         """Checkpoints are a cache: a dropped one is trained again if it is ever needed."""
