@@ -149,6 +149,46 @@ def test_a_group_of_mixed_depths_trains_as_each_alone(iris, monkeypatch, optimiz
         assert cand.result.metrics["val_loss"] == pytest.approx(trainer(build(i), iris, 4).metrics["val_loss"], **LOSS), i
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_step_predicts_extra_inputs_with_the_weights_it_started_from(iris, task):
+    """The validation of an epoch's end rides on the next step's forward pass: the outputs on
+    the extra rows equal predict() before the step, and the step itself (losses, new weights)
+    equals one without them."""
+    from types import SimpleNamespace
+
+    from nasforge.train.mlp_layout import stack_order
+    from nasforge.train.stacked_mlp import MLPNet
+
+    specs, acts = [[7, 5, 3], [6, 9], [4], [8, 2]], [nn.Tanh, nn.ReLU, nn.GELU, nn.ReLU]  # depths mix: the output layer's input is assembled
+    n_out = 3 if task == "classification" else 1
+    shapes = []
+    for i, (widths, act) in enumerate(zip(specs, acts)):
+        torch.manual_seed(i)
+        layers, width = [nn.Flatten()], 4
+        for w in widths:
+            layers += [nn.Linear(width, w), act()]
+            width = w
+        shapes.append(mlp_shape(nn.Sequential(*layers, nn.Linear(width, n_out))))
+    shapes.sort(key=stack_order)
+    data = SimpleNamespace(task=task, y_train=torch.zeros(8) if task == "regression" else torch.zeros(8, dtype=torch.long))
+    trainer = SupervisedTrainer(optimizer="adam", lr=0.01, device="cpu")
+    nets = [MLPNet(trainer, [None] * 4, shapes, [None] * 4, data) for _ in range(2)]
+    x = iris.x_train[:32].unsqueeze(0).expand(4, 32, 4).contiguous()
+    y = iris.y_train[:32] if task == "classification" else iris.x_train[:32, 0]
+    y = y.unsqueeze(0).expand(4, 32).contiguous()
+    for _ in range(2):
+        with torch.no_grad():  # as the training loop calls it
+            before = nets[0].predict(iris.x_val)
+        losses, predicted = nets[0].step(x, y, iris.x_val)
+        plain, nothing = nets[1].step(x, y)
+        assert nothing is None and predicted.shape == before.shape
+        assert torch.allclose(predicted, before, atol=1e-6)
+        assert torch.allclose(losses, plain, atol=1e-6)
+        assert torch.allclose(nets[0].stack.flat, nets[1].stack.flat, atol=1e-6)
+    with torch.no_grad():
+        assert not torch.allclose(nets[0].predict(iris.x_val), before, atol=1e-3)  # the steps did move the weights
+
+
 def test_stacked_rows_must_go_deepest_first():
     from nasforge.train.mlp_layout import layout
 

@@ -58,7 +58,8 @@ class Candidate:
 class StackedNet(Protocol):
     """C candidates as one network: what the shared training loop needs of it."""
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...  # (C, B, ...) -> losses (C,)
+    def step(self, x: torch.Tensor, y: torch.Tensor, also_predict: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]: ...  # (C, B, ...) -> losses (C,), and predict(also_predict) before the update
     def predict(self, x: torch.Tensor) -> torch.Tensor: ...  # one input batch for all -> (C, N, n_out)
     def export(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]: ...  # candidate i's (model, optimizer) states, in tensors of its own
 
@@ -175,6 +176,8 @@ class _Loop:
         count, stepped = 0, False
         orders = torch.stack([r.order for r in runs]) if lead.position else None  # type: ignore[misc]  # resuming mid-epoch
         batches = _Batches(x_all, data.y_train, trainer.batch_size)
+        x_val = self._inputs(data.x_val)
+        pending: tuple[torch.Tensor, float] | None = None  # an epoch's end whose validation rides on the next step
         while lead.steps < target:
             stepped = True
             if lead.position == 0:
@@ -185,7 +188,11 @@ class _Loop:
                 orders = torch.stack([r.order for r in runs])  # type: ignore[misc]
             x, y = batches.at(orders, lead.position)  # type: ignore[arg-type]
             size = x.shape[1]
-            totals.add_(self.net.step(x, y), alpha=size)
+            losses, val_out = self.net.step(x, y, x_val if pending is not None else None)
+            if pending is not None:  # the weights at the epoch's end are those this step started from
+                self._record(*pending, out=val_out)
+                pending = None
+            totals.add_(losses, alpha=size)
             count += size
             lead.steps, lead.position, lead.seen = lead.steps + 1, lead.position + size, lead.seen + size
             if lead.position >= subset:
@@ -193,7 +200,10 @@ class _Loop:
             lead.epoch = lead.steps / per_epoch if trainer.budget_unit == "epochs" else lead.seen / n
             if lead.position == 0 or lead.steps == target:
                 self._fail_nonfinite(totals, lead.epoch)  # checked per epoch: no device sync per step
-                self._record(totals / count, lead.epoch)
+                if lead.steps < target:  # validate in the next step's forward pass: a pass fewer
+                    pending = (totals / count, lead.epoch)
+                else:
+                    self._record(totals / count, lead.epoch)
                 totals.zero_()
                 count = 0
         for r in runs:
@@ -203,8 +213,11 @@ class _Loop:
         self._finish(time.perf_counter() - start)
 
     @torch.no_grad()
-    def _validate(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.net.predict(self._inputs(self.data.x_val))
+    def _validate(self, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validation loss (C,) and accuracy (C,) or None, from the outputs on the validation set
+        (``out``; computed here when not given)."""
+        if out is None:
+            out = self.net.predict(self._inputs(self.data.x_val))
         y = self.data.y_val.unsqueeze(0).expand(len(self.cands), *self.data.y_val.shape)
         C, N = y.shape[:2]
         if self.data.task == "classification":
@@ -213,8 +226,8 @@ class _Loop:
         pred = out[..., 0] if self.data.y_train.dim() == 1 and out.shape[-1] == 1 else out
         return (pred - y).pow(2).reshape(C, N, -1).mean(-1).mean(1), None
 
-    def _record(self, train_loss: torch.Tensor | None, epoch: float) -> None:
-        loss_t, acc_t = self._validate()
+    def _record(self, train_loss: torch.Tensor | None, epoch: float, out: torch.Tensor | None = None) -> None:
+        loss_t, acc_t = self._validate(out)
         losses = loss_t.tolist()  # one transfer each, not one per candidate
         accs = acc_t.tolist() if acc_t is not None else None
         trains = train_loss.tolist() if train_loss is not None else None

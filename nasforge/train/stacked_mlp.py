@@ -247,16 +247,27 @@ class MLPNet:
         if buffers:
             self.optimizer.state[flat] = with_step(step, buffers)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One step of every candidate."""
+    def step(self, x: torch.Tensor, y: torch.Tensor, also_predict: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One step of every candidate: the losses, and with ``also_predict`` (N inputs for all
+        candidates) their outputs on them before the update, from the same forward pass (N rows
+        more in each product instead of a second pass: for small networks that costs less)."""
         if torch.is_grad_enabled():  # the training loop runs under no_grad; a direct call may not
             with torch.no_grad():
-                return self.step(x, y)
+                return self.step(x, y, also_predict)
+        B = x.shape[1]
+        if also_predict is not None:
+            x = torch.cat((x, also_predict.unsqueeze(0).expand(x.shape[0], *also_predict.shape)), 1)
         out, saved = self.stack.forward(x, keep=True)
+        predicted = None
+        if also_predict is not None:  # the training rows come first; backward sees only them
+            out, predicted = out[:, :B], out[:, B:]
+            hs, zs, final = saved  # type: ignore[misc]
+            saved = ([h[:, :B] for h in hs], [z[:, :B] for z in zs], final[:, :B])
         losses, delta = loss_and_delta(out, y, self.task, self.flat_targets)
         self.stack.backward(delta, saved)  # type: ignore[arg-type]
         self.optimizer.step()
-        return losses
+        return losses, predicted
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.stack.forward(x.unsqueeze(0).expand(self.stack.C, *x.shape))

@@ -52,12 +52,14 @@ class VmapNet:
             if slots[0]:
                 self.optimizer.state[stacked] = with_step(step, {name: torch.stack([s[name] for s in slots]) for name in slots[0]})
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def step(self, x: torch.Tensor, y: torch.Tensor, also_predict: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        predicted = self.predict(also_predict) if also_predict is not None else None  # before the update
         grads, losses = self._grad_and_loss(self.params, self.buffers, x, y)
         for name, param in self.params.items():
             param.grad = grads[name]
         self.optimizer.step()
-        return losses.detach()
+        return losses.detach(), predicted
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
