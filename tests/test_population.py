@@ -189,6 +189,50 @@ def test_a_step_predicts_extra_inputs_with_the_weights_it_started_from(iris, tas
         assert not torch.allclose(nets[0].predict(iris.x_val), before, atol=1e-3)  # the steps did move the weights
 
 
+def test_small_validation_sets_ride_on_the_next_step_and_large_ones_do_not(iris, monkeypatch):
+    """An epoch's validation is computed in the next step's forward pass when the validation set
+    is small, in a pass of its own otherwise (the last epoch's always): the curves agree."""
+    from nasforge.train import population
+    from nasforge.train.stacked_mlp import MLPNet
+
+    space, population_archs = archs(iris, 6, seed=4)
+    trainer = SupervisedTrainer(optimizer="adam", lr=0.01, device="cpu")
+    passes = []
+    real_predict = MLPNet.predict
+    monkeypatch.setattr(MLPNet, "predict", lambda self, x: passes.append(len(x)) or real_predict(self, x))
+    items = [(a, i, 4, None) for i, a in enumerate(population_archs)]
+    riding, pop = together(space, iris, trainer, items)
+    groups = len(pop._mlp_groups(riding))
+    assert len(passes) == groups  # one pass per group: the 4th epoch's
+    monkeypatch.setattr(population, "VALIDATION_RIDES_ROWS", len(iris.x_val) - 1)
+    passes.clear()
+    alone_passes, _ = together(space, iris, trainer, items)
+    assert len(passes) == 4 * groups  # a pass per epoch
+    for a, b in zip(riding, alone_passes):
+        assert [p["epoch"] for p in a.result.curve] == [p["epoch"] for p in b.result.curve] == [1, 2, 3, 4]
+        for pa, pb in zip(a.result.curve, b.result.curve):
+            assert pa["val_loss"] == pytest.approx(pb["val_loss"], **LOSS)
+            assert pa["val_accuracy"] == pytest.approx(pb["val_accuracy"], abs=1e-6)
+
+
+def test_a_vmap_step_predicts_extra_inputs_with_the_weights_it_started_from(iris):
+    from nasforge.train.vmap_net import VmapNet
+
+    trainer = SupervisedTrainer(optimizer="adam", lr=0.01, device="cpu")
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)))
+    net = VmapNet(trainer, models, [None] * 3, iris)
+    x = iris.x_train[:32].unsqueeze(0).expand(3, 32, 4).contiguous()
+    y = iris.y_train[:32].unsqueeze(0).expand(3, 32).contiguous()
+    for _ in range(2):
+        before = net.predict(iris.x_val)
+        _, predicted = net.step(x, y, iris.x_val)
+        assert torch.equal(predicted, before)
+    assert not torch.allclose(net.predict(iris.x_val), before, atol=1e-3)
+
+
 def test_stacked_rows_must_go_deepest_first():
     from nasforge.train.mlp_layout import layout
 

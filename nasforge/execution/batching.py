@@ -50,7 +50,7 @@ class BatchRunner:
         self.context = context
         self.population = PopulationTrainer(context.evaluator) if isinstance(context.evaluator, SupervisedTrainer) else None
         # Each trial's model object from its last job, by trial id: a promoted trial loads its whole
-        # state into it instead of building its model again (training never changes the object).
+        # state into it instead of building its model again (so what the object held is irrelevant).
         self._models: OrderedDict[int, nn.Module] = OrderedDict()
         self.models_kept = _MODELS_KEPT if models_kept is None else models_kept
 

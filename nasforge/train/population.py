@@ -64,6 +64,13 @@ class StackedNet(Protocol):
     def export(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]: ...  # candidate i's (model, optimizer) states, in tensors of its own
 
 
+VALIDATION_RIDES_ROWS = 128
+"""Validation sets of at most this many rows are computed in the next step's forward pass (see
+``_Loop.train``). With more rows the extra work in that pass outweighs the calls it saves
+(iris-sized groups, one core: 50 rows 4-15% faster, 100-114 rows 5-13% faster in 3 of 4 cases,
+200 rows 1-20% slower, digits' 360 rows 4-9% slower)."""
+
+
 class PopulationTrainer:
     """Trains groups of candidates together with the settings of a :class:`SupervisedTrainer`."""
 
@@ -177,6 +184,7 @@ class _Loop:
         orders = torch.stack([r.order for r in runs]) if lead.position else None  # type: ignore[misc]  # resuming mid-epoch
         batches = _Batches(x_all, data.y_train, trainer.batch_size)
         x_val = self._inputs(data.x_val)
+        rides = len(x_val) <= VALIDATION_RIDES_ROWS
         pending: tuple[torch.Tensor, float] | None = None  # an epoch's end whose validation rides on the next step
         while lead.steps < target:
             stepped = True
@@ -200,7 +208,7 @@ class _Loop:
             lead.epoch = lead.steps / per_epoch if trainer.budget_unit == "epochs" else lead.seen / n
             if lead.position == 0 or lead.steps == target:
                 self._fail_nonfinite(totals, lead.epoch)  # checked per epoch: no device sync per step
-                if lead.steps < target:  # validate in the next step's forward pass: a pass fewer
+                if rides and lead.steps < target:  # validate in the next step's forward pass: a pass fewer
                     pending = (totals / count, lead.epoch)
                 else:
                     self._record(totals / count, lead.epoch)
