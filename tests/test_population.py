@@ -422,10 +422,23 @@ def test_promoted_trials_reuse_their_model_objects(tmp_path, monkeypatch):
     kept = nasforge.search(out=tmp_path / "kept", **sh)
     assert dry_builds == []  # all four promotions reused their model
 
-    monkeypatch.setattr(batching, "_MODELS_KEPT", 0)
+    monkeypatch.setattr(batching, "_MODELS_KEPT_BYTES", 0)
     rebuilt = nasforge.search(out=tmp_path / "rebuilt", **sh)
     assert len(dry_builds) == 4  # each promotion built its model again
     assert [(t.arch, t.state, t.loss) for t in kept.trials] == [(t.arch, t.state, t.loss) for t in rebuilt.trials]
+
+
+def test_kept_models_stay_within_their_byte_budget():
+    from nasforge.execution.batching import KeptModels
+
+    kept = KeptModels(max_bytes=3 * (4 * 4 + 4) * 4)  # three Linear(4, 4)s
+    models = [nn.Linear(4, 4) for _ in range(5)]
+    for i, m in enumerate(models):
+        kept.keep(i, m)
+    assert kept.take(0) is None and kept.take(1) is None  # the oldest went first
+    assert kept.take(3) is models[3] and kept.take(3) is None  # taken means no longer kept
+    kept.keep(9, nn.Linear(100, 100))  # larger than the whole budget: not kept, nothing dropped
+    assert kept.take(9) is None and kept.take(2) is models[2] and kept.take(4) is models[4]
 
 
 def small_cnn(arch, n_out: int = 10):

@@ -13,6 +13,7 @@ promotion or export that needs a lost one trains it again.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -38,7 +39,7 @@ from nasforge.types import arch_key
 Payload = dict[str, Any]
 """A checkpoint's contents: ``{"evaluator": trainer state, "torch_rng": rng state}``."""
 _CACHE_SIZE = 1024
-_MODELS_KEPT = 256
+_MODELS_KEPT_BYTES = 64 << 20
 
 
 class BatchRunner:
@@ -46,13 +47,12 @@ class BatchRunner:
     elsewhere. Holds no checkpoints: ``saved`` gives a job's input checkpoint (None if lost), and
     ``run`` returns the checkpoints its jobs made beside their events."""
 
-    def __init__(self, context: WorkerContext, models_kept: int | None = None):
+    def __init__(self, context: WorkerContext):
         self.context = context
         self.population = PopulationTrainer(context.evaluator) if isinstance(context.evaluator, SupervisedTrainer) else None
-        # Each trial's model object from its last job, by trial id: a promoted trial loads its whole
-        # state into it instead of building its model again (so what the object held is irrelevant).
-        self._models: OrderedDict[int, nn.Module] = OrderedDict()
-        self.models_kept = _MODELS_KEPT if models_kept is None else models_kept
+        # A promoted trial loads its whole state into its last job's model object instead of
+        # building its model again (so what the object held is irrelevant).
+        self.models = KeptModels(_MODELS_KEPT_BYTES)
 
     def run(self, jobs: list[Job], saved: Callable[[str], Payload | None]) -> tuple[list[JobEvent], dict[str, Payload]]:
         """Events in the order of ``jobs`` and the new checkpoints by relative path (not written:
@@ -84,15 +84,13 @@ class BatchRunner:
         try:
             payload = saved(job.checkpoint_in) if job.checkpoint_in and self.context.directory else None
             seed_torch(job.seed)
-            model = self._models.pop(job.trial_id, None) if payload is not None else None
+            model = self.models.take(job.trial_id) if payload is not None else None
             if model is None:
                 # A model that continues from a checkpoint gets all its weights from it: skip initialising them.
                 model = (self.context.space.dry_build if payload is not None else self.context.space.build)(job.arch)
             if not self.population.supports(model):
                 return None
-            self._models[job.trial_id] = model
-            while len(self._models) > self.models_kept:
-                self._models.popitem(last=False)
+            self.models.keep(job.trial_id, model)
             state = None
             if payload is not None:  # else: lost in a crash; training from scratch to the budget is the same
                 state = payload["evaluator"]
@@ -125,6 +123,35 @@ class BatchRunner:
                 written = job.checkpoint_out
             out[n] = JobEvent(job, metrics, list(cand.result.curve), None, share + prep, written)
         return out
+
+
+class KeptModels:
+    """Model objects by trial id, the oldest first out once they hold more than ``max_bytes`` of
+    parameters and buffers together."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._models: OrderedDict[int, tuple[nn.Module, int]] = OrderedDict()
+        self._bytes = 0
+
+    def take(self, trial_id: int) -> nn.Module | None:
+        """The trial's model, no longer kept (None if it was not)."""
+        entry = self._models.pop(trial_id, None)
+        if entry is None:
+            return None
+        self._bytes -= entry[1]
+        return entry[0]
+
+    def keep(self, trial_id: int, model: nn.Module) -> None:
+        self.take(trial_id)
+        size = sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
+        if size > self.max_bytes:
+            return
+        self._models[trial_id] = (model, size)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (_, dropped) = self._models.popitem(last=False)
+            self._bytes -= dropped
 
 
 class CheckpointCache:
