@@ -7,7 +7,9 @@
   are collected as usual.
 * **glibc's malloc.** It serves blocks from 128 KiB up with fresh ``mmap`` pages and gives them
   back on free, so every large tensor of a training step is paged in again: a stacked group of
-  74 candidates took ~1,000 page faults per step, 22% of its time. Raising the thresholds keeps
+  74 candidates took ~1,000 page faults per step, 22% of its time, before stacked groups kept
+  their activations in a workspace; autograd steps (one by one, under vmap) still allocate
+  theirs each step (a 512-wide MLP: ~2,300 faults per step). Raising the thresholds keeps
   freed memory in the heap for reuse (the advice of PyTorch's CPU performance guide, which
   reaches it by preloading another allocator). The cost: up to ``TRIM`` of freed memory stays
   with the process. Set ``NASFORGE_KEEP_MALLOC=1`` to leave malloc as it is.

@@ -233,6 +233,45 @@ def test_a_vmap_step_predicts_extra_inputs_with_the_weights_it_started_from(iris
     assert not torch.allclose(net.predict(iris.x_val), before, atol=1e-3)
 
 
+def test_workspaces_of_several_batch_shapes_give_the_results_of_fresh_buffers(iris):
+    """A stacked group keeps its activations in a workspace per batch shape (the batch, an epoch's
+    last one, a batch with the validation rows, the validation set); steps interleaving those
+    shapes equal steps that allocate every buffer afresh (one workspace at a time, so each
+    shape's is rebuilt)."""
+    from types import SimpleNamespace
+
+    from nasforge.train.mlp_layout import stack_order
+    from nasforge.train.stacked_mlp import MLPNet
+
+    specs, acts = [[7, 5, 3], [6, 9], [], [4], [8, 2]], [nn.Tanh, nn.ReLU, nn.ReLU, nn.GELU, nn.ReLU]
+    shapes = []
+    for i, (widths, act) in enumerate(zip(specs, acts)):
+        torch.manual_seed(i)
+        layers, width = [nn.Flatten()], 4
+        for w in widths:
+            layers += [nn.Linear(width, w), act()]
+            width = w
+        shapes.append(mlp_shape(nn.Sequential(*layers, nn.Linear(width, 3))))
+    shapes.sort(key=stack_order)
+    data = SimpleNamespace(task="classification", y_train=torch.zeros(8, dtype=torch.long))
+    trainer = SupervisedTrainer(optimizer="adam", lr=0.01, device="cpu")
+    kept = MLPNet(trainer, [None] * 5, shapes, [None] * 5, data)
+    fresh = MLPNet(trainer, [None] * 5, shapes, [None] * 5, data)
+    fresh.stack.max_workspaces = 1
+
+    def batch(rows):
+        return (iris.x_train[:rows].unsqueeze(0).expand(5, rows, 4).contiguous(),
+                iris.y_train[:rows].unsqueeze(0).expand(5, rows).contiguous())
+
+    with torch.no_grad():
+        for rows, extra in [(32, None), (32, iris.x_val), (4, None), (32, None), (32, iris.x_val), (4, None)]:
+            x, y = batch(rows)
+            a, b = kept.step(x, y, extra), fresh.step(x, y, extra)
+            assert torch.equal(a[0], b[0]) and torch.equal(kept.stack.flat, fresh.stack.flat)
+            assert torch.equal(kept.predict(iris.x_val), fresh.predict(iris.x_val))
+    assert len(kept.stack._workspaces) == 4 and len(fresh.stack._workspaces) == 1
+
+
 def test_stacked_rows_must_go_deepest_first():
     from nasforge.train.mlp_layout import layout
 

@@ -82,27 +82,3 @@ def _native_if_small(fn: Callable[..., Any], x: torch.Tensor, *args: Any, **kwar
         return fn(x, *args, **kwargs)
     finally:
         torch._C._set_mkldnn_enabled(True)
-
-
-def native(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The activation out of place through torch's generated bindings: for a layer whose rows all
-    share one activation, one call instead of an allocation and an ``out=`` call through
-    ``torch.ops`` (each ~2-3 us of dispatch; a step makes a few per layer). The same kernels.
-    Lambdas rather than ``functools.partial``: a sampling profiler sees the C call inside a
-    lambda, and charges a partial's to its caller."""
-    if isinstance(act, nn.ReLU):
-        return torch.relu
-    if isinstance(act, nn.Tanh):
-        return torch.tanh
-    if isinstance(act, nn.GELU):
-        approximate = act.approximate
-        return lambda z: _native_if_small(torch._C._nn.gelu, z, approximate=approximate)
-    if isinstance(act, nn.SiLU):
-        return torch._C._nn.silu
-    if isinstance(act, nn.ELU):
-        alpha = float(act.alpha)
-        return lambda z: torch._C._nn.elu(z, alpha)
-    if isinstance(act, nn.LeakyReLU):
-        slope = float(act.negative_slope)
-        return lambda z: torch._C._nn.leaky_relu(z, slope)
-    return lambda z: z  # Identity (kernels() has already refused anything else)

@@ -14,20 +14,22 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 from typing import Any, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
-from nasforge.train.activations import kernels, native
+from nasforge.train.activations import kernels
 from nasforge.train.flat_optim import flat_optimizer
 from nasforge.train.mlp_layout import MLPShape, activation_runs, layout
 from nasforge.train.state import optimizer_slots, optimizer_state, with_step
+from nasforge.train.workspace import Workspace
 
-Saved = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]
-"""What backward needs of a forward pass: each hidden layer's input (index 0: x) and output
-(``hs``), pre-activations (``zs``), and the output layer's input."""
+Saved = tuple[Workspace, torch.Tensor]
+"""What backward needs of a forward pass: its workspace (activations and pre-activations) and x."""
+_WORKSPACES = 4
 
 
 class StackedMLP:
@@ -69,7 +71,8 @@ class StackedMLP:
         self.forwards = [[k[0] for k in layer] for layer in pairs]  # type: ignore[index]
         self.backwards = [[k[1] for k in layer] for layer in pairs]  # type: ignore[index]
         self.run_sizes = [[e - a for a, e in layer] for layer in runs]  # a layer's runs cover its rows
-        self.uniform = [native(activations[layer[0][0]][l]) if len(layer) == 1 else None for l, layer in enumerate(runs)]
+        self._workspaces: OrderedDict[tuple[int, int], Workspace] = OrderedDict()
+        self.max_workspaces = _WORKSPACES
 
     def _view(self, buffer: torch.Tensor, k: int) -> torch.Tensor:
         """Weights of layer k (k <= D) or biases of layer k - D - 1, as a view of ``buffer``."""
@@ -78,73 +81,60 @@ class StackedMLP:
         return buffer[self.offsets[k]: self.offsets[k] + math.prod(shape)].view(shape)
 
     # --- forward / backward ------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, keep: bool = False) -> tuple[torch.Tensor, Saved | None]:
-        """x (C, B, n_in) -> (C, B, n_out); with ``keep`` also what :meth:`backward` needs."""
-        hs, zs = [x], []
+    def _workspace(self, rows: int, trained: int, like: torch.Tensor) -> Workspace:
+        """The buffers for this batch shape (a few shapes recur: the batch, the last one of an
+        epoch, a batch with the validation rows, the validation set)."""
+        key = (rows, trained)
+        ws = self._workspaces.get(key)
+        if ws is None:
+            ws = self._workspaces[key] = Workspace(self, rows, trained, like)
+            while len(self._workspaces) > self.max_workspaces:
+                self._workspaces.popitem(last=False)
+        else:
+            self._workspaces.move_to_end(key)
+        return ws
+
+    def forward(self, x: torch.Tensor, keep: bool = False, trained: int | None = None) -> tuple[torch.Tensor, Saved | None]:
+        """x (C, B, n_in) -> (C, B, n_out); with ``keep`` also what :meth:`backward` needs, which
+        then sees only the first ``trained`` rows (default: all). The saved buffers are reused by
+        the next forward pass of the same shape."""
+        ws = self._workspace(x.shape[1], x.shape[1] if trained is None else trained, x)
         h = x
         for l in range(self.depth):
             n = self.rows[l]
-            z = torch.baddbmm(self.bias_rows[l], h if h.shape[0] == n else h[:n], self.W_t[l])
-            uniform = self.uniform[l]
-            if uniform is not None:
-                h = uniform(z)
-            else:
-                h = torch.empty_like(z)
-                sizes = self.run_sizes[l]
-                for fwd, z_run, h_run in zip(self.forwards[l], z.split_with_sizes(sizes), h.split_with_sizes(sizes)):
-                    fwd(z_run, h_run)
-            hs.append(h)
-            zs.append(z)
-        final = self._final_input(hs) if self.mixed else h
-        out = torch.baddbmm(self.bias_rows[self.depth], final, self.W_t[self.depth])
-        return out, ((hs, zs, final) if keep else None)
-
-    def _final_input(self, hs: list[torch.Tensor]) -> torch.Tensor:
-        """The output layer's input: each row's last hidden layer (x for depth 0), zero-padded."""
-        final = hs[0].new_zeros(self.C, hs[0].shape[1], self.shapes[self.depth][2])
-        for d, a, e in self.exits:
-            final[a:e, :, :hs[d].shape[2]].copy_(hs[d][a:e])
-        return final
+            torch.baddbmm(self.bias_rows[l], h if h.shape[0] == n else h[:n], self.W_t[l], out=ws.z[l])
+            for fwd, z_run, h_run in zip(self.forwards[l], ws.z_runs[l], ws.h_runs[l]):
+                fwd(z_run, h_run)
+            h = ws.h[l]
+        out = torch.baddbmm(self.bias_rows[self.depth], ws.final_input(x), self.W_t[self.depth])
+        return out, ((ws, x) if keep else None)
 
     def backward(self, delta: torch.Tensor, saved: Saved) -> None:
         """Write the gradients of sum-over-candidates of the loss into ``flat.grad``, given
-        ``delta`` = d loss / d output (C, B, n_out)."""
-        hs, zs, final = saved
-        D = self.depth
-        torch.bmm(delta.transpose(1, 2), final, out=self.gW[D])
+        ``delta`` = d loss / d output (C, B, n_out) of the trained rows."""
+        ws, x = saved
+        bw = ws.backward
+        D, B = self.depth, delta.shape[1]
+        torch.bmm(delta.transpose(1, 2), bw.final if D else x[:, :B], out=self.gW[D])
         torch.sum(delta, dim=1, out=self.gb[D])
         if D == 0:
             return
-        g_final = torch.bmm(delta, self.W[D])  # d loss / d (output layer's input)
-        g = g_final
+        g_final = torch.bmm(delta, self.W[D], out=bw.g_final)  # d loss / d (output layer's input)
         for l in range(D - 1, -1, -1):
             # the gradient w.r.t. hidden layer l's output, made w.r.t. its pre-activation in place
-            if self.mixed:
-                g = self._grad_of_hidden(l, g, g_final)
+            g, n = bw.g[l], self.rows[l]
+            if self.mixed:  # from layer l + 1 for the rows that go on, from the output layer for those that end here
+                on = self.rows[l + 1] if l + 1 < D else 0
+                if on:
+                    torch.bmm(bw.g[l + 1], self.W[l + 1], out=g[:on])
+                if n > on:
+                    g[on:].copy_(g_final[on:n, :, :g.shape[2]])
             elif l < D - 1:
-                g = torch.bmm(g, self.W[l + 1])
-            runs = self.backwards[l]
-            if len(runs) == 1:
-                runs[0](g, zs[l], hs[l + 1], g)
-            else:
-                sizes = self.run_sizes[l]
-                for bwd, g_run, z_run, h_run in zip(runs, g.split_with_sizes(sizes), zs[l].split_with_sizes(sizes),
-                                                    hs[l + 1].split_with_sizes(sizes)):
-                    bwd(g_run, z_run, h_run, g_run)
-            n = self.rows[l]
-            torch.bmm(g.transpose(1, 2), hs[l] if hs[l].shape[0] == n else hs[l][:n], out=self.gW[l])
+                torch.bmm(bw.g[l + 1], self.W[l + 1], out=g)
+            for bwd, g_run, z_run, h_run in zip(self.backwards[l], bw.g_runs[l], bw.z_runs[l], bw.h_runs[l]):
+                bwd(g_run, z_run, h_run, g_run)
+            torch.bmm(g.transpose(1, 2), bw.inputs[l] if l else x[:n, :B], out=self.gW[l])
             torch.sum(g, dim=1, out=self.gb[l])
-
-    def _grad_of_hidden(self, l: int, g_next: torch.Tensor, g_final: torch.Tensor) -> torch.Tensor:
-        """d loss / d (hidden layer l's output): from layer l + 1 for the rows that go on, from
-        the output layer for the rows whose last hidden layer this is."""
-        n, on = self.rows[l], (self.rows[l + 1] if l + 1 < self.depth else 0)
-        g = g_final.new_empty(n, g_final.shape[1], self.shapes[l][1])
-        if on:
-            torch.bmm(g_next, self.W[l + 1], out=g[:on])
-        if n > on:
-            g[on:].copy_(g_final[on:n, :, :g.shape[2]])
-        return g
 
     # --- per-candidate views -----------------------------------------------------------------
     def _layer_of(self, i: int) -> list[tuple[int, nn.Linear]]:
@@ -256,14 +246,12 @@ class MLPNet:
             with torch.no_grad():
                 return self.step(x, y, also_predict)
         B = x.shape[1]
-        if also_predict is not None:
-            x = torch.cat((x, also_predict.unsqueeze(0).expand(x.shape[0], *also_predict.shape)), 1)
-        out, saved = self.stack.forward(x, keep=True)
-        predicted = None
         if also_predict is not None:  # the training rows come first; backward sees only them
+            x = torch.cat((x, also_predict.unsqueeze(0).expand(x.shape[0], *also_predict.shape)), 1)
+        out, saved = self.stack.forward(x, keep=True, trained=B)
+        predicted = None
+        if also_predict is not None:
             out, predicted = out[:, :B], out[:, B:]
-            hs, zs, final = saved  # type: ignore[misc]
-            saved = ([h[:, :B] for h in hs], [z[:, :B] for z in zs], final[:, :B])
         losses, delta = loss_and_delta(out, y, self.task, self.flat_targets)
         self.stack.backward(delta, saved)  # type: ignore[arg-type]
         self.optimizer.step()
