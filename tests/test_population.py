@@ -149,18 +149,14 @@ def test_a_group_of_mixed_depths_trains_as_each_alone(iris, monkeypatch, optimiz
         assert cand.result.metrics["val_loss"] == pytest.approx(trainer(build(i), iris, 4).metrics["val_loss"], **LOSS), i
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-def test_a_step_predicts_extra_inputs_with_the_weights_it_started_from(iris, task):
-    """The validation of an epoch's end rides on the next step's forward pass: the outputs on
-    the extra rows equal predict() before the step, and the step itself (losses, new weights)
-    equals one without them."""
+def stacked_nets(specs, acts, task="classification", n_out=3, count=2):
+    """``count`` MLPNets of one group from the same start: hidden widths ``specs[i]`` with
+    activation ``acts[i]`` (seed i), rows in stacking order."""
     from types import SimpleNamespace
 
     from nasforge.train.mlp_layout import stack_order
     from nasforge.train.stacked_mlp import MLPNet
 
-    specs, acts = [[7, 5, 3], [6, 9], [4], [8, 2]], [nn.Tanh, nn.ReLU, nn.GELU, nn.ReLU]  # depths mix: the output layer's input is assembled
-    n_out = 3 if task == "classification" else 1
     shapes = []
     for i, (widths, act) in enumerate(zip(specs, acts)):
         torch.manual_seed(i)
@@ -170,9 +166,20 @@ def test_a_step_predicts_extra_inputs_with_the_weights_it_started_from(iris, tas
             width = w
         shapes.append(mlp_shape(nn.Sequential(*layers, nn.Linear(width, n_out))))
     shapes.sort(key=stack_order)
-    data = SimpleNamespace(task=task, y_train=torch.zeros(8) if task == "regression" else torch.zeros(8, dtype=torch.long))
+    y_train = torch.zeros(8) if task == "regression" else torch.zeros(8, dtype=torch.long)
+    data = SimpleNamespace(task=task, y_train=y_train)
     trainer = SupervisedTrainer(optimizer="adam", lr=0.01, device="cpu")
-    nets = [MLPNet(trainer, [None] * 4, shapes, [None] * 4, data) for _ in range(2)]
+    return [MLPNet(trainer, [None] * len(specs), shapes, [None] * len(specs), data) for _ in range(count)]
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_step_predicts_extra_inputs_with_the_weights_it_started_from(iris, task):
+    """The validation of an epoch's end rides on the next step's forward pass: the outputs on
+    the extra rows equal predict() before the step, and the step itself (losses, new weights)
+    equals one without them."""
+    # depths mix: the output layer's input is assembled
+    nets = stacked_nets([[7, 5, 3], [6, 9], [4], [8, 2]], [nn.Tanh, nn.ReLU, nn.GELU, nn.ReLU], task,
+                        3 if task == "classification" else 1)
     x = iris.x_train[:32].unsqueeze(0).expand(4, 32, 4).contiguous()
     y = iris.y_train[:32] if task == "classification" else iris.x_train[:32, 0]
     y = y.unsqueeze(0).expand(4, 32).contiguous()
@@ -238,25 +245,7 @@ def test_workspaces_of_several_batch_shapes_give_the_results_of_fresh_buffers(ir
     last one, a batch with the validation rows, the validation set); steps interleaving those
     shapes equal steps that allocate every buffer afresh (one workspace at a time, so each
     shape's is rebuilt)."""
-    from types import SimpleNamespace
-
-    from nasforge.train.mlp_layout import stack_order
-    from nasforge.train.stacked_mlp import MLPNet
-
-    specs, acts = [[7, 5, 3], [6, 9], [], [4], [8, 2]], [nn.Tanh, nn.ReLU, nn.ReLU, nn.GELU, nn.ReLU]
-    shapes = []
-    for i, (widths, act) in enumerate(zip(specs, acts)):
-        torch.manual_seed(i)
-        layers, width = [nn.Flatten()], 4
-        for w in widths:
-            layers += [nn.Linear(width, w), act()]
-            width = w
-        shapes.append(mlp_shape(nn.Sequential(*layers, nn.Linear(width, 3))))
-    shapes.sort(key=stack_order)
-    data = SimpleNamespace(task="classification", y_train=torch.zeros(8, dtype=torch.long))
-    trainer = SupervisedTrainer(optimizer="adam", lr=0.01, device="cpu")
-    kept = MLPNet(trainer, [None] * 5, shapes, [None] * 5, data)
-    fresh = MLPNet(trainer, [None] * 5, shapes, [None] * 5, data)
+    kept, fresh = stacked_nets([[7, 5, 3], [6, 9], [], [4], [8, 2]], [nn.Tanh, nn.ReLU, nn.ReLU, nn.GELU, nn.ReLU])
     fresh.stack.max_workspaces = 1
 
     def batch(rows):
