@@ -161,7 +161,7 @@ class Study:
         self.store.requeue_running()
         queued = self.store.trials([TrialState.QUEUED])  # left over from a crash: run them again
         with self.store.atomic():
-            jobs = [self._job(trial.id, trial.budget) for trial in queued]
+            jobs = [self._job_of(trial, trial.budget) for trial in queued]
         self._submit(executor, jobs)
         while True:
             self._start_jobs(executor)
@@ -191,22 +191,20 @@ class Study:
             seed = trial_seed(self.seed, next_id)
             trial_id = self.store.create_trial(suggestion.arch, suggestion.budget, seed=seed)
             assert trial_id == next_id, "trial ids must be assigned in order"
-            return self._job(trial_id, suggestion.budget, (suggestion.arch, seed, None))
+            return self._job(trial_id, suggestion.budget, suggestion.arch, seed, None)
         if isinstance(suggestion, Resume):
-            return self._job(suggestion.trial_id, suggestion.budget)
+            return self._job_of(self.store.trial(suggestion.trial_id), suggestion.budget)
         return None
 
-    def _job(self, trial_id: int, budget: float, known: tuple[Any, int, str | None] | None = None) -> Job:
-        """The job that trains trial ``trial_id`` to ``budget``; ``known``: its (arch, seed,
-        checkpoint) when the caller has just created it, which spares reading it back."""
-        arch, seed, checkpoint = known if known is not None else self._stored_job_fields(trial_id)
+    def _job(self, trial_id: int, budget: float, arch: Any, seed: int, checkpoint: str | None) -> Job:
+        """The job that trains trial ``trial_id`` (of ``arch`` and ``seed``, continuing from
+        ``checkpoint``) to ``budget``, marked as started in the store."""
         self.store.start(trial_id, budget)
         out = f"checkpoints/trial_{trial_id:05d}_b{budget:g}.pt"
         return Job(trial_id, arch, budget, seed, checkpoint, out)
 
-    def _stored_job_fields(self, trial_id: int) -> tuple[Any, int, str | None]:
-        trial = self.store.trial(trial_id)
-        return trial.arch, trial.seed, trial.checkpoint
+    def _job_of(self, trial: Trial, budget: float) -> Job:
+        return self._job(trial.id, budget, trial.arch, trial.seed, trial.checkpoint)
 
     def _submit(self, executor: Executor, jobs: list[Job]) -> None:
         for job in jobs:
