@@ -74,7 +74,7 @@ def categorise(root) -> tuple[dict[str, float], float]:  # root: a pyinstrument 
             category = "tensor math" if owner in ("tensor math", "trainer") else owner
         elif "nasforge/train/" in file:
             category = "trainer"
-        elif "/torch/" in file and not _category(file, frame.function) == "checkpoints":
+        elif "/torch/" in file and _category(file, frame.function) != "checkpoints":
             category = _torch_python(file, owner)
         else:
             category = _category(file, frame.function)
@@ -99,7 +99,6 @@ class GroupRecord:
 def record_groups(config: Path, seed: int) -> list[GroupRecord]:
     """Run the study with the population trainer's group loop timed and sized."""
     from nasforge.train import population
-    from nasforge.train.mlp_layout import layout, stack_order
 
     records: list[GroupRecord] = []
     original = population._Loop.train
@@ -113,10 +112,8 @@ def record_groups(config: Path, seed: int) -> list[GroupRecord]:
         shapes = [c.shape for c in loop.cands]
         if any(shape is None for shape in shapes):  # a vmap group: identical candidates, no padding
             return
-        rows = sorted(shapes, key=stack_order)
-        lay = layout([s.linears for s in rows])
         per_step = 6 * loop.trainer.batch_size * steps / 1e9
-        padded = lay.padded_macs * per_step
+        padded = loop.net.stack.layout.padded_macs * per_step  # type: ignore[attr-defined]  # an MLPNet's
         own = sum(s.flops for s in shapes) * per_step
         records.append(GroupRecord(len(loop.cands), steps, seconds, padded, own))
 
