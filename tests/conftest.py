@@ -31,6 +31,16 @@ def nested_space(arch, n_in: int = 4, n_out: int = 3) -> nn.Module:
 
 
 @pytest.fixture
+def split_every_poll(monkeypatch):
+    """Worker processes train a shard of every poll: test studies are small, and by default
+    their polls would all train in the driver (``BatchingPoolExecutor.min_split_us``)."""
+    from nasforge.execution.batch_pool import BatchingPoolExecutor
+
+    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 0.0)
+    monkeypatch.setattr(BatchingPoolExecutor, "remote_us", 0.0)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

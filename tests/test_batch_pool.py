@@ -18,11 +18,7 @@ PARENT = os.getpid()
 HB = dict(scheduler={"name": "hyperband", "args": {"eta": 3}}, budget=9, seed=1, executor="batched")
 
 
-@pytest.fixture(autouse=True)
-def split_every_poll(monkeypatch):
-    """These studies are small: by default their polls would all train in the driver."""
-    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 0.0)
-    monkeypatch.setattr(BatchingPoolExecutor, "remote_us", 0.0)
+pytestmark = pytest.mark.usefixtures("split_every_poll")
 
 
 def test_polls_too_small_to_gain_stay_in_the_driver(tmp_path, monkeypatch):

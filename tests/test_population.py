@@ -149,6 +149,11 @@ def test_a_group_of_mixed_depths_trains_as_each_alone(iris, monkeypatch, optimiz
         assert cand.result.metrics["val_loss"] == pytest.approx(trainer(build(i), iris, 4).metrics["val_loss"], **LOSS), i
 
 
+def for_each(tensor, count):
+    """The same rows for each of ``count`` stacked candidates: (count, *tensor.shape)."""
+    return tensor.unsqueeze(0).expand(count, *tensor.shape).contiguous()
+
+
 def stacked_nets(specs, acts, task="classification", n_out=3, count=2):
     """``count`` MLPNets of one group from the same start: hidden widths ``specs[i]`` with
     activation ``acts[i]`` (seed i), rows in stacking order."""
@@ -180,9 +185,8 @@ def test_a_step_predicts_extra_inputs_with_the_weights_it_started_from(iris, tas
     # depths mix: the output layer's input is assembled
     nets = stacked_nets([[7, 5, 3], [6, 9], [4], [8, 2]], [nn.Tanh, nn.ReLU, nn.GELU, nn.ReLU], task,
                         3 if task == "classification" else 1)
-    x = iris.x_train[:32].unsqueeze(0).expand(4, 32, 4).contiguous()
-    y = iris.y_train[:32] if task == "classification" else iris.x_train[:32, 0]
-    y = y.unsqueeze(0).expand(4, 32).contiguous()
+    x = for_each(iris.x_train[:32], 4)
+    y = for_each(iris.y_train[:32] if task == "classification" else iris.x_train[:32, 0], 4)
     for _ in range(2):
         with torch.no_grad():  # as the training loop calls it
             before = nets[0].predict(iris.x_val)
@@ -231,8 +235,7 @@ def test_a_vmap_step_predicts_extra_inputs_with_the_weights_it_started_from(iris
         torch.manual_seed(seed)
         models.append(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)))
     net = VmapNet(trainer, models, [None] * 3, iris)
-    x = iris.x_train[:32].unsqueeze(0).expand(3, 32, 4).contiguous()
-    y = iris.y_train[:32].unsqueeze(0).expand(3, 32).contiguous()
+    x, y = for_each(iris.x_train[:32], 3), for_each(iris.y_train[:32], 3)
     for _ in range(2):
         before = net.predict(iris.x_val)
         _, predicted = net.step(x, y, iris.x_val)
@@ -248,13 +251,9 @@ def test_workspaces_of_several_batch_shapes_give_the_results_of_fresh_buffers(ir
     kept, fresh = stacked_nets([[7, 5, 3], [6, 9], [], [4], [8, 2]], [nn.Tanh, nn.ReLU, nn.ReLU, nn.GELU, nn.ReLU])
     fresh.stack.max_workspaces = 1
 
-    def batch(rows):
-        return (iris.x_train[:rows].unsqueeze(0).expand(5, rows, 4).contiguous(),
-                iris.y_train[:rows].unsqueeze(0).expand(5, rows).contiguous())
-
     with torch.no_grad():
         for rows, extra in [(32, None), (32, iris.x_val), (4, None), (32, None), (32, iris.x_val), (4, None)]:
-            x, y = batch(rows)
+            x, y = for_each(iris.x_train[:rows], 5), for_each(iris.y_train[:rows], 5)
             a, b = kept.step(x, y, extra), fresh.step(x, y, extra)
             assert torch.equal(a[0], b[0]) and torch.equal(kept.stack.flat, fresh.stack.flat)
             assert torch.equal(kept.predict(iris.x_val), fresh.predict(iris.x_val))

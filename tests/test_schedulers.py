@@ -132,11 +132,8 @@ def test_every_scheduler_with_every_strategy_and_resume(tmp_path, name, strategy
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGY_SPECS))
-def test_every_strategy_with_hyperband_on_the_process_pool(tmp_path, strategy, monkeypatch):
+def test_every_strategy_with_hyperband_on_the_process_pool(tmp_path, strategy, split_every_poll):
     """BOHB and friends with two worker processes: promotions, pending asks and tells all work."""
-    from nasforge.execution.batch_pool import BatchingPoolExecutor
-    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 0.0)  # a study this small would not use the worker
-    monkeypatch.setattr(BatchingPoolExecutor, "remote_us", 0.0)
     study = nasforge.search("mlp", "iris", STRATEGY_SPECS[strategy], {"name": "hyperband", "args": {"eta": 3}},
                             budget=9, seed=0, workers=2, trainer={"batch_size": 64}, out=tmp_path)
     trials = study.trials

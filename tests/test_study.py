@@ -120,10 +120,7 @@ def test_resume_without_objects_of_a_python_study_says_how(tmp_path):
         open_study(tmp_path)
 
 
-def test_two_workers_give_the_same_results_as_one(tmp_path, monkeypatch):
-    from nasforge.execution.batch_pool import BatchingPoolExecutor
-    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 0.0)  # a study this small would not use the worker
-    monkeypatch.setattr(BatchingPoolExecutor, "remote_us", 0.0)
+def test_two_workers_give_the_same_results_as_one(tmp_path, split_every_poll):
     serial = nasforge.search(out=tmp_path / "s", budget=3, trials=6, seed=2)
     pooled = nasforge.search(out=tmp_path / "p", budget=3, trials=6, seed=2, workers=2)
     assert sorted((t.id, str(t.arch)) for t in pooled.trials) == sorted((t.id, str(t.arch)) for t in serial.trials)
