@@ -1,14 +1,14 @@
 """Batched training in several worker processes (``workers: N`` with the built-in trainer).
 
 Each ``poll`` splits the queued jobs into one shard per worker (fewer for a few jobs; none for a
-poll estimated too short to gain from it) and waits for all of them, so the study sees the same events in the same order whatever the timing (as with
-one process). The driver trains the first shard itself: it would only wait otherwise.
-Jobs that can train together are kept in one shard: they are sorted by budget, whether they
-continue from a checkpoint and the size of their architecture, and cut into contiguous shards of
-about equal estimated time (:class:`SizedCost`). Workers hold no state between polls: the driver
-keeps the checkpoints (in memory, written as :class:`~nasforge.execution.batching.CheckpointCache`
-writes them), sends each job's input checkpoint with its shard and gets the new ones back with the
-events.
+poll estimated too short to gain from it) and waits for all of them, so the study sees the same
+events in the same order whatever the timing (as with one process). The driver trains the first
+shard itself: it would only wait otherwise. Jobs that can train together are kept in one shard: they
+are sorted by budget, whether they continue from a checkpoint and the size of their architecture,
+and cut into contiguous shards of about equal estimated time (:class:`SizedCost`). Workers hold no
+state between polls: the driver keeps the checkpoints (in memory, written as
+:class:`~nasforge.execution.batching.CheckpointCache` writes them), sends each job's input
+checkpoint with its shard and gets the new ones back with the events.
 """
 from __future__ import annotations
 

@@ -61,9 +61,9 @@ class _BackwardBuffers:
         depth, runs = stack.depth, stack.run_sizes
         self.g = [torch.empty(stack.rows[l], B, stack.shapes[l][1], **options) for l in range(depth)]
         self.g_runs = [g.split_with_sizes(runs[l]) for l, g in enumerate(self.g)]
-        trained = ws.trained < ws.rows
-        self.z_runs = [z[:, :B].split_with_sizes(runs[l]) for l, z in enumerate(ws.z)] if trained else ws.z_runs
-        self.h_runs = [h[:, :B].split_with_sizes(runs[l]) for l, h in enumerate(ws.h)] if trained else ws.h_runs
+        predicted_rows = ws.trained < ws.rows  # rows past the trained ones: views of the trained rows only
+        self.z_runs = [z[:, :B].split_with_sizes(runs[l]) for l, z in enumerate(ws.z)] if predicted_rows else ws.z_runs
+        self.h_runs = [h[:, :B].split_with_sizes(runs[l]) for l, h in enumerate(ws.h)] if predicted_rows else ws.h_runs
         # each hidden layer's input from layer 1 on: the previous layer's activations, its own rows
         self.inputs = [None] + [ws.h[l - 1][:stack.rows[l], :B] for l in range(1, depth)]
         if ws.final is not None:
