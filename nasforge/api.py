@@ -9,9 +9,7 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from nasforge.config import StudyConfig, instantiate, parse_config
+from nasforge.config import StudyConfig, dump_yaml, instantiate, parse_config
 from nasforge.datasets import load_dataset
 from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.pool import ProcessPoolExecutor
@@ -122,7 +120,7 @@ def create_study(cfg: StudyConfig, directory: Path | None = None, objects: Objec
     study = build_study(cfg, directory, objects)
     study.store.set_meta("config", cfg.model_dump(mode="json"))
     study.store.set_meta("resumable", resumable)
-    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    (directory / "config.yaml").write_text(dump_yaml(cfg.model_dump(mode="json")))
     return study
 
 
