@@ -3,8 +3,10 @@
     python benchmarks/hpo_vs_peers.py                          # 5 seeds, all experiments, all tools
     python benchmarks/hpo_vs_peers.py --quick --seeds 2        # a smoke run (fewer trials and epochs)
     python benchmarks/hpo_vs_peers.py --experiments sh,hb --tools nasforge,optuna
+    python benchmarks/hpo_vs_peers.py --dataset digits         # the same experiments on 1,203 training rows
 
-Experiments (iris: 67/33 split, seed 42, min-max scaled; the MLP space: depth 1-6, widths 2-100,
+Experiments (iris: 67/33 split, seed 42, min-max scaled; ``--dataset`` swaps in another bundled set
+for every tool alike; the MLP space: depth 1-6, widths 2-100,
 activation relu/tanh/gelu; Adam lr 0.01, batch 32):
 
 * ``sh``: successive halving, 20 configurations, budgets 5/10/15 epochs, eta 2.
@@ -51,7 +53,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,11 @@ class Experiment:
     min_epochs: int = 1  # SH's first rung / Hyperband's smallest budget
     eta: int = 2
     n_initial: int = 0  # BO: random trials before the model
+
+
+def on_dataset(exp: Experiment, dataset: str) -> Experiment:
+    """The experiment on another of nasforge's bundled datasets (the configs say iris)."""
+    return exp if dataset == "iris" else replace(exp, overrides={**exp.overrides, "dataset": dataset})
 
 
 def experiments(quick: bool) -> dict[str, Experiment]:
@@ -397,7 +404,7 @@ def warm_up_tools(key: str, tools: list[str], scratch: Path, tensors: dict[str, 
     pays once per process on first use (lazy imports, nasforge's registry and malloc settings,
     Optuna's sampler and pruner) is paid before any clock starts, as imports are. Without it
     the first seed's nasforge run took ~0.15 s more than the others (SH: 0.35 s against 0.19-0.22)."""
-    quick = experiments(quick=True)[key]
+    quick = on_dataset(experiments(quick=True)[key], args.dataset)
     if "nasforge" in tools:
         run_nasforge(quick, 10_000, scratch, args.nasforge_executor, args.nasforge_workers)
     if "optuna" in tools or "optuna-dl" in tools:
@@ -486,6 +493,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads for nasforge and Optuna (default 1; Ray's trials keep 1 each)")
     parser.add_argument("--quick", action="store_true", help="fewer trials and epochs: a smoke run")
+    parser.add_argument("--dataset", default="iris", choices=("iris", "wine", "breast_cancer", "digits"),
+                        help="a bundled tabular classification set: iris (default, the chapter's), wine, "
+                             "breast_cancer or digits (1,203 training rows: 38 steps an epoch instead of 4)")
     parser.add_argument("--nasforge-executor", choices=("auto", "serial"), default="auto",
                         help="nasforge's executor: its config default (auto) or the serial one-job-at-a-time executor")
     parser.add_argument("--nasforge-workers", type=int, default=1,
@@ -549,13 +559,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", module="optuna")
     tools = available_tools(args.tools)
-    exps = [experiments(args.quick)[k] for k in args.experiments]
+    exps = [on_dataset(experiments(args.quick)[k], args.dataset) for k in args.experiments]
     if "optuna" in tools or "optuna-dl" in tools:
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if any(e.key == "bo" for e in exps) and not hasattr(optuna.samplers, "GPSampler"):
             print("note: optuna has no GPSampler; the BO experiment uses TPESampler(n_startup_trials=...)")
-    data = nasforge.load_dataset("iris")
+    data = nasforge.load_dataset(args.dataset)
     tensors = {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val, "y_val": data.y_val,
                "n_out": data.n_out}
     print(f"hpo_vs_peers: {data.summary()}; seeds 0..{args.seeds - 1}; torch {torch.__version__}, "
