@@ -5,9 +5,9 @@
     python benchmarks/hpo_vs_peers.py --experiments sh,hb --tools nasforge,optuna
     python benchmarks/hpo_vs_peers.py --dataset digits         # the same experiments on 1,203 training rows
 
-Experiments (iris: 67/33 split, seed 42, min-max scaled; ``--dataset`` swaps in another bundled set
-for every tool alike; the MLP space: depth 1-6, widths 2-100,
-activation relu/tanh/gelu; Adam lr 0.01, batch 32):
+Experiments (iris: 67/33 split, seed 42, min-max scaled, or the bundled set ``--dataset`` names, for
+every tool alike; the MLP space: depth 1-6, widths 2-100, activation relu/tanh/gelu; Adam lr 0.01,
+batch 32):
 
 * ``sh``: successive halving, 20 configurations, budgets 5/10/15 epochs, eta 2.
   nasforge: examples/chapter_successive_halving.yaml. Optuna: 20 trials, RandomSampler,
@@ -21,17 +21,17 @@ activation relu/tanh/gelu; Adam lr 0.01, batch 32):
   examples/chapter_bayesian_optimization.yaml (GP, EI over 2000 candidates, batch 5). Optuna:
   GPSampler(n_startup_trials=100) (TPESampler if GPSampler is missing), 105 trials, no pruning.
 
-The peers train with the plain PyTorch loop below on the same data tensors (a fresh model per
-trial, ``torch.manual_seed`` per trial and the shuffling seeded from it as nasforge's trainer does;
-validation cross-entropy after every epoch). They ask all
-six widths in every trial and use the first ``depth`` (a fixed-length space, as the chapter pads
-widths), so Optuna's GP models every decision; ``optuna-dl`` is Optuna with the textbook
-DataLoader loop instead of the shuffled index. Every tool runs in this one process (Ray's trials
-in its worker processes) with ``torch.set_num_threads(1)`` (``--threads N``: N for nasforge and
-Optuna); the peers run one trial at a time (``--optuna-jobs N``: Optuna's ``n_jobs``, N trials in
-threads), nasforge runs with ``workers: 1`` (``--nasforge-workers N``: N worker processes) and the
-executor its config picks (``--nasforge-executor serial`` forces one job at a time). Ray gets ``ray.init(num_cpus=2)`` once for the whole run (its start-up
-time is printed apart) and 2 CPUs per trial, so one trial at a time.
+The peers train with the plain PyTorch loop below on the same data tensors (a fresh model per trial,
+``torch.manual_seed`` per trial and the shuffling seeded from it as nasforge's trainer does;
+validation cross-entropy after every epoch). They ask all six widths in every trial and use the
+first ``depth`` (a fixed-length space, as the chapter pads widths), so Optuna's GP models every
+decision; ``optuna-dl`` is Optuna with the textbook DataLoader loop instead of the shuffled index.
+Every tool runs in this one process (Ray's trials in its worker processes) with
+``torch.set_num_threads(1)`` (``--threads N``: N for nasforge and Optuna); the peers run one trial
+at a time (``--optuna-jobs N``: Optuna's ``n_jobs``, N trials in threads), nasforge runs with
+``workers: 1`` (``--nasforge-workers N``: N worker processes) and the executor its config picks
+(``--nasforge-executor serial`` forces one job at a time). Ray gets ``ray.init(num_cpus=2)`` once
+for the whole run (its start-up time is printed apart) and 2 CPUs per trial, so one trial at a time.
 
 Reported per experiment and tool, over seeds (mean +- std): wall time; epochs trained (every epoch
 a trial actually trained: a promoted nasforge trial trains only the extra epochs, the peers train
@@ -439,9 +439,9 @@ def paired_losses(exp: Experiment, base: list[Outcome], peer: list[Outcome], too
     trains (SH's first rung, Hyperband's smallest budget, BO's whole budget), nasforge minus the
     peer, over all configurations and seeds. Same architecture, initial weights and data order:
     only the tools' arithmetic differs (rounding, which a long training can amplify), so the
-    differences should be ~0. The
-    differences are heavy-tailed (a training that diverges in one tool and not in the other moves
-    the mean alone), so the median and the Wilcoxon signed-rank test's p-value come with it."""
+    differences should be ~0. They are heavy-tailed (a training that diverges in one tool and not
+    in the other moves the mean alone), so the median and the Wilcoxon signed-rank test's p-value
+    come with the mean."""
     from scipy.stats import wilcoxon  # scikit-learn's dependency
     epoch = float(exp.max_epochs if exp.key == "bo" else exp.min_epochs)
     diffs = [b.curves[n][epoch] - o.curves[n][epoch] for b, o in zip(base, peer)
