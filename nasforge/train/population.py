@@ -29,6 +29,7 @@ from torch import nn
 
 from nasforge.train.data import Data
 from nasforge.train.grouping import mlp_groups
+from nasforge.train.losses import cross_entropy
 from nasforge.train.mlp_layout import MLPShape, mlp_shape, stack_order
 from nasforge.train.stacked_mlp import MLPNet
 from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch
@@ -229,8 +230,7 @@ class _Loop:
         y = self.data.y_val.unsqueeze(0).expand(len(self.cands), *self.data.y_val.shape)
         C, N = y.shape[:2]
         if self.data.task == "classification":
-            loss = nn.functional.cross_entropy(out.reshape(C * N, -1), y.reshape(-1), reduction="none").view(C, N).mean(1)
-            return loss, (out.argmax(-1) == y).float().mean(1)
+            return cross_entropy(out, y), (out.argmax(-1) == y).float().mean(1)
         pred = out[..., 0] if self.data.y_train.dim() == 1 and out.shape[-1] == 1 else out
         return (pred - y).pow(2).reshape(C, N, -1).mean(-1).mean(1), None
 
