@@ -136,7 +136,8 @@ class _Batches:
         self.max_bytes = max_bytes
         self._orders: torch.Tensor | None = None
         self._start = self._stop = 0
-        self._xs = self._ys = x
+        self._xs: tuple[torch.Tensor, ...] = ()
+        self._ys: tuple[torch.Tensor, ...] = ()
 
     def at(self, orders: torch.Tensor, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs (C, B, ...) and targets (C, B, ...) of the batch starting at ``position``."""
@@ -147,8 +148,11 @@ class _Batches:
             self._orders, self._start = orders, position
             self._stop = min(orders.shape[1], position + steps * self.batch_size)
             chunk = orders[:, self._start:self._stop]
-            self._xs, self._ys = _gather_rows(self.x, chunk), _gather_rows(self.y, chunk)
-        return self._xs[:, position - self._start:end - self._start], self._ys[:, position - self._start:end - self._start]
+            # the chunk's batches as views made at once: steps advance a batch at a time from its start
+            self._xs = _gather_rows(self.x, chunk).split(self.batch_size, 1)
+            self._ys = _gather_rows(self.y, chunk).split(self.batch_size, 1)
+        piece = (position - self._start) // self.batch_size
+        return self._xs[piece], self._ys[piece]
 
 
 def _gather_rows(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -100,13 +100,12 @@ class StackedMLP:
         then sees only the first ``trained`` rows (default: all). The saved buffers are reused by
         the next forward pass of the same shape."""
         ws = self._workspace(x.shape[1], x.shape[1] if trained is None else trained, x)
-        h = x
+        n = self.rows[0]
+        h = x if x.shape[0] == n else x[:n]
         for l in range(self.depth):
-            n = self.rows[l]
-            torch.baddbmm(self.bias_rows[l], h if h.shape[0] == n else h[:n], self.W_t[l], out=ws.z[l])
+            torch.baddbmm(self.bias_rows[l], h if l == 0 else ws.inputs[l], self.W_t[l], out=ws.z[l])
             for fwd, z_run, h_run in zip(self.forwards[l], ws.z_runs[l], ws.h_runs[l]):
                 fwd(z_run, h_run)
-            h = ws.h[l]
         out = torch.baddbmm(self.bias_rows[self.depth], ws.final_input(x), self.W_t[self.depth])
         return out, ((ws, x) if keep else None)
 
@@ -116,26 +115,28 @@ class StackedMLP:
         ws, x = saved
         bw = ws.backward
         D, B = self.depth, delta.shape[1]
-        torch.bmm(delta.transpose(1, 2), bw.final if D else x[:, :B], out=self.gW[D])
+        if B < x.shape[1]:  # the rows past B were only predicted
+            x = x[:, :B]
+        torch.bmm(delta.transpose(1, 2), bw.final if D else x, out=self.gW[D])
         torch.sum(delta, dim=1, out=self.gb[D])
         if D == 0:
             return
-        g_final = torch.bmm(delta, self.W[D], out=bw.g_final)  # d loss / d (output layer's input)
+        torch.bmm(delta, self.W[D], out=bw.g_final)  # d loss / d (output layer's input)
         for l in range(D - 1, -1, -1):
             # the gradient w.r.t. hidden layer l's output, made w.r.t. its pre-activation in place
-            g, n = bw.g[l], self.rows[l]
             if self.mixed:  # from layer l + 1 for the rows that go on, from the output layer for those that end here
-                on = self.rows[l + 1] if l + 1 < D else 0
-                if on:
-                    torch.bmm(bw.g[l + 1], self.W[l + 1], out=g[:on])
-                if n > on:
-                    g[on:].copy_(g_final[on:n, :, :g.shape[2]])
+                if bw.on[l] is not None:
+                    torch.bmm(bw.g[l + 1], self.W[l + 1], out=bw.on[l])
+                if bw.ends[l] is not None:
+                    into, source = bw.ends[l]
+                    into.copy_(source)
             elif l < D - 1:
-                torch.bmm(bw.g[l + 1], self.W[l + 1], out=g)
+                torch.bmm(bw.g[l + 1], self.W[l + 1], out=bw.g[l])
             for bwd, g_run, z_run, h_run in zip(self.backwards[l], bw.g_runs[l], bw.z_runs[l], bw.h_runs[l]):
                 bwd(g_run, z_run, h_run, g_run)
-            torch.bmm(g.transpose(1, 2), bw.inputs[l] if l else x[:n, :B], out=self.gW[l])
-            torch.sum(g, dim=1, out=self.gb[l])
+            n = self.rows[l]
+            torch.bmm(bw.g_t[l], bw.inputs[l] if l else (x if x.shape[0] == n else x[:n]), out=self.gW[l])
+            torch.sum(bw.g[l], dim=1, out=self.gb[l])
 
     # --- per-candidate views -----------------------------------------------------------------
     def _layer_of(self, i: int) -> list[tuple[int, nn.Linear]]:

@@ -26,6 +26,8 @@ class Workspace:
         self.h = [torch.empty(stack.rows[l], rows, stack.shapes[l][1], **self.options) for l in range(depth)]  # activations
         self.z_runs = [z.split_with_sizes(runs[l]) for l, z in enumerate(self.z)]
         self.h_runs = [h.split_with_sizes(runs[l]) for l, h in enumerate(self.h)]
+        # each hidden layer's input from layer 1 on: the previous layer's activations, its own rows
+        self.inputs = [None] + [self.h[l - 1][:stack.rows[l]] for l in range(1, depth)]
         self.final: torch.Tensor | None = None  # mixed depths: the output layer's input, zero-padded
         self.exits: list[tuple[torch.Tensor, torch.Tensor | None, int, int]] = []  # (into final, from h or x: None, rows)
         if stack.mixed:
@@ -60,6 +62,7 @@ class _BackwardBuffers:
         stack, B, options = ws.stack, ws.trained, ws.options
         depth, runs = stack.depth, stack.run_sizes
         self.g = [torch.empty(stack.rows[l], B, stack.shapes[l][1], **options) for l in range(depth)]
+        self.g_t = [g.transpose(1, 2) for g in self.g]
         self.g_runs = [g.split_with_sizes(runs[l]) for l, g in enumerate(self.g)]
         predicted_rows = ws.trained < ws.rows  # rows past the trained ones: views of the trained rows only
         self.z_runs = [z[:, :B].split_with_sizes(runs[l]) for l, z in enumerate(ws.z)] if predicted_rows else ws.z_runs
@@ -69,6 +72,14 @@ class _BackwardBuffers:
         if ws.final is not None:
             self.final = ws.final[:, :B]
             self.g_final = torch.empty(stack.C, B, stack.shapes[depth][2], **options)
+            # per hidden layer l: where the gradient w.r.t. its output comes from: layer l + 1 for
+            # the rows that go on (``on``), the output layer for those that end at l (``ends``)
+            self.on: list[torch.Tensor | None] = []
+            self.ends: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+            for l, g in enumerate(self.g):
+                on, n = stack.rows[l + 1] if l + 1 < depth else 0, stack.rows[l]
+                self.on.append(g[:on] if on else None)
+                self.ends.append((g[on:], self.g_final[on:n, :, :g.shape[2]]) if n > on else None)
         else:  # one depth: the output layer reads the last hidden layer, and its gradient is that layer's
             self.final = ws.h[-1][:, :B] if depth else None
             self.g_final = self.g[-1] if depth else None
