@@ -67,8 +67,7 @@ class _BackwardBuffers:
         predicted_rows = ws.trained < ws.rows  # rows past the trained ones: views of the trained rows only
         self.z_runs = [z[:, :B].split_with_sizes(runs[l]) for l, z in enumerate(ws.z)] if predicted_rows else ws.z_runs
         self.h_runs = [h[:, :B].split_with_sizes(runs[l]) for l, h in enumerate(ws.h)] if predicted_rows else ws.h_runs
-        # each hidden layer's input from layer 1 on: the previous layer's activations, its own rows
-        self.inputs = [None] + [ws.h[l - 1][:stack.rows[l], :B] for l in range(1, depth)]
+        self.inputs = [None] + [inputs[:, :B] for inputs in ws.inputs[1:]]  # the forward pass's, trained rows
         if ws.final is not None:
             self.final = ws.final[:, :B]
             self.g_final = torch.empty(stack.C, B, stack.shapes[depth][2], **options)
