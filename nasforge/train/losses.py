@@ -23,6 +23,12 @@ def log_softmax_classes(out: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(out.transpose(-1, -2), dim=-2).transpose(-1, -2)
 
 
+def mean_nll(logp: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
+    """Per-candidate mean negative log-likelihood (C,) of log-probabilities (C, N, K) at the
+    labels ``picks`` (C, N, 1)."""
+    return logp.gather(-1, picks).mean(1).squeeze(-1).neg_()
+
+
 def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-candidate mean cross-entropy (C,) of outputs (C, N, K) against labels (C, N)."""
-    return log_softmax_classes(out).gather(-1, y.unsqueeze(-1)).mean(1).squeeze(-1).neg_()
+    return mean_nll(log_softmax_classes(out), y.unsqueeze(-1))

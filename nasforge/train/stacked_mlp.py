@@ -23,7 +23,7 @@ from torch import nn
 
 from nasforge.train.activations import kernels
 from nasforge.train.flat_optim import flat_optimizer
-from nasforge.train.losses import log_softmax_classes
+from nasforge.train.losses import log_softmax_classes, mean_nll
 from nasforge.train.mlp_layout import MLPShape, activation_runs, layout
 from nasforge.train.state import optimizer_slots, optimizer_state, with_step
 from nasforge.train.workspace import Workspace
@@ -199,7 +199,7 @@ def loss_and_delta(out: torch.Tensor, y: torch.Tensor, task: str, flat_targets: 
     if task == "classification":
         picks = y.unsqueeze(-1)
         logp = log_softmax_classes(out)
-        losses = logp.gather(-1, picks).mean(1).squeeze(-1).neg_()
+        losses = mean_nll(logp, picks)
         delta = logp.exp_()  # softmax; minus one at the target below
         delta.scatter_add_(-1, picks, _minus_ones(C, B, out.dtype, out.device))
         return losses, delta.div_(B)
