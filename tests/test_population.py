@@ -1,8 +1,8 @@
 """The population trainer: many MLPs trained together must match training each one alone.
 
-"Match" is float tolerance: batched products sum in another order than single ones, and Adam
-divides by the gradient's own scale, so parameters whose gradients are near zero can drift by
-~1e-4 after a few epochs while losses agree to ~1e-6. Hence LOSS and WEIGHT tolerances."""
+"Match" is float tolerance: batched products sum in another order than single ones. LOSS and
+WEIGHT are the floor; where a training is ill-conditioned under Adam, tests/rounding.py widens
+them to what one-ulp nudges of the same training alone do (see its docstring for why)."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,6 +16,7 @@ from nasforge.space import Space
 from nasforge.spaces.mlp import mlp
 from nasforge.train.population import PopulationTrainer, mlp_shape
 from nasforge.train.trainer import SupervisedTrainer
+from rounding import LOSS, WEIGHT, assert_trains_as_alone, rounding_spread
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,7 @@ def iris():
     return load_dataset("iris")
 
 
-LOSS = dict(rel=1e-4, abs=1e-5)
 STUDY_LOSS = dict(rel=1e-3)  # whole studies: more epochs, and rounding compounds
-WEIGHT = 1e-3
 
 
 def archs(data, n, seed=0):
@@ -34,9 +33,9 @@ def archs(data, n, seed=0):
     return space, [space.schema.sample(rng) for _ in range(n)]
 
 
-def alone(space, data, trainer, arch, seed, budget, state=None):
+def alone(space, data, trainer, arch, seed, budget, state=None, edit=lambda model: model):
     torch.manual_seed(seed)
-    return trainer(space.build(arch), data, budget, state)
+    return trainer(edit(space.build(arch)), data, budget, state)
 
 
 def together(space, data, trainer, items):
@@ -60,13 +59,23 @@ def test_same_losses_as_training_each_alone(iris, optimizer):
         ref = alone(space, iris, trainer, arch, i, 4)
         assert cand.error is None
         got = cand.result
-        assert [p["epoch"] for p in got.curve] == [p["epoch"] for p in ref.curve]
-        for a, b in zip(got.curve, ref.curve):
-            assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS)
-            assert a["train_loss"] == pytest.approx(b["train_loss"], **LOSS)
-        for name, value in ref.state["model"].items():
-            assert torch.allclose(got.state["model"][name], value, atol=WEIGHT), name
+        assert_trains_as_alone(got, ref, lambda edit, a=arch, s=i: alone(space, iris, trainer, a, s, 4, edit=edit))
         assert got.state["steps"] == ref.state["steps"] and got.state["position"] == ref.state["position"]
+
+
+def test_rounding_spread_measures_adams_amplification_of_subresolution_gradients(iris):
+    """Candidate 5 of the population above (5 tanh layers, a 4-wide one) has, at its first step,
+    a gradient of -2.3e-9 that float32 cannot resolve and Adam still steps on: one-ulp nudges of
+    its initial weights move its epoch-2 loss past the fixed floor, while a well-conditioned
+    candidate (0) moves by rounding only. This is why the floor alone fails on other CPUs."""
+    space, population = archs(iris, 12)
+    trainer = SupervisedTrainer(optimizer="adam", lr=0.01, device="cpu")
+    spreads = []
+    for i in (0, 5):
+        ref = alone(space, iris, trainer, population[i], i, 4)
+        curve, _ = rounding_spread(lambda edit, i=i: alone(space, iris, trainer, population[i], i, 4, edit=edit), ref)
+        spreads.append(curve[1]["val_loss"])
+    assert spreads[1] > LOSS["rel"] * 0.89 > 100 * spreads[0]
 
 
 def test_every_hand_differentiated_activation_matches_autograd(iris):
@@ -128,15 +137,13 @@ def test_a_group_of_mixed_depths_trains_as_each_alone(iris, monkeypatch, optimiz
         return cands
 
     first = group(2, [None] * len(specs))
-    for i, cand in enumerate(first):
+    def alone_built(i, budget, edit=lambda model: model):
         build(i)
-        ref = trainer(build(i), iris, 2)
+        return trainer(edit(build(i)), iris, budget)
+
+    for i, cand in enumerate(first):
         assert cand.error is None, i
-        for a, b in zip(cand.result.curve, ref.curve, strict=True):
-            assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS), i
-            assert a["train_loss"] == pytest.approx(b["train_loss"], **LOSS), i
-        for name, value in ref.state["model"].items():
-            assert torch.allclose(cand.result.state["model"][name], value, atol=WEIGHT), (i, name)
+        assert_trains_as_alone(cand.result, alone_built(i, 2), lambda edit, i=i: alone_built(i, 2, edit))
         build(i)
         straight = trainer(build(i), iris, 4).metrics["val_loss"]
         assert trainer(build(i), iris, 4, cand.result.state).metrics["val_loss"] == pytest.approx(straight, **LOSS), i
@@ -365,7 +372,8 @@ def test_a_diverging_candidate_fails_alone(iris):
     for i, cand in enumerate(cands):
         if i != 2:
             ref = alone(space, iris, trainer, population[i], i, 2)
-            assert cand.result.metrics["val_loss"] == pytest.approx(ref.metrics["val_loss"], **LOSS)
+            assert_trains_as_alone(cand.result, ref, lambda edit, i=i: alone(space, iris, trainer, population[i], i, 2,
+                                                                           edit=edit))
 
 
 def test_regression_and_data_fraction_budgets():
@@ -375,7 +383,8 @@ def test_regression_and_data_fraction_budgets():
     cands, _ = together(space, data, trainer, [(a, i, 0.5, None) for i, a in enumerate(population)])
     for i, (arch, cand) in enumerate(zip(population, cands)):
         ref = alone(space, data, trainer, arch, i, 0.5)
-        assert cand.result.metrics["val_rmse"] == pytest.approx(ref.metrics["val_rmse"], **LOSS)
+        assert_trains_as_alone(cand.result, ref, lambda edit, a=arch, s=i: alone(space, data, trainer, a, s, 0.5, edit=edit),
+                               metrics=("val_loss", "val_rmse"))
         assert cand.result.state["seen"] == ref.state["seen"]
 
 
