@@ -14,8 +14,8 @@ from nasforge.datasets import load_dataset
 from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.pool import ProcessPoolExecutor
 from nasforge.execution.serial import SerialExecutor
-from nasforge.execution.worker import HardwareSettings, WorkerContext
-from nasforge.registry import import_object
+from nasforge.execution.worker import HARDWARE_METRICS, HardwareSettings, WorkerContext
+from nasforge.registry import add_module_dirs, import_object, module_dir
 from nasforge.space.space import Space
 from nasforge.spaces import SPACES
 from nasforge.store.sqlite import DB_NAME, SQLiteStore
@@ -50,6 +50,8 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
         evaluator = _user_evaluator(cfg.evaluator.name, cfg.evaluator.args)
     else:
         evaluator = SupervisedTrainer(**cfg.trainer.model_dump())
+    if isinstance(evaluator, SupervisedTrainer) and isinstance(data, Data):
+        _check_reported(cfg, evaluator.metric_names(data.task) + (HARDWARE_METRICS if cfg.hardware else ()), data.task)
     strategy = objects.strategy or instantiate("strategy", cfg.strategy)
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
     context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data))
@@ -74,7 +76,17 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
                  executor_factory=executor_factory, objective=_objective(cfg),
                  seed=cfg.seed, max_budget=cfg.budget, max_trials=cfg.trials,
-                 keep_checkpoints=cfg.keep_checkpoints)
+                 keep_checkpoints=cfg.keep_checkpoints, repeats=cfg.repeats)
+
+
+def _check_reported(cfg: StudyConfig, reported: tuple[str, ...], task: str) -> None:
+    """The built-in trainer's metrics are known in advance: a misspelt objective fails now."""
+    c = cfg.objective.constraint
+    for role, name in (("objective", cfg.objective.metric), ("constraint", c.metric if c else None)):
+        if name is not None and name not in reported:
+            hint = " (latency, params and flops need the hardware section)" if name in HARDWARE_METRICS else ""
+            raise ConfigError(f"{role} metric {name!r} is not one the built-in trainer reports on {task} data; "
+                              f"it reports: {', '.join(reported)}{hint}")
 
 
 def _user_evaluator(path: str, args: dict[str, Any]) -> Callable[..., Any]:
@@ -119,9 +131,18 @@ def create_study(cfg: StudyConfig, directory: Path | None = None, objects: Objec
                           f"or choose another --out")
     study = build_study(cfg, directory, objects)
     study.store.set_meta("config", cfg.model_dump(mode="json"))
+    study.store.set_meta("module_dirs", _user_module_dirs(cfg))
     study.store.set_meta("resumable", resumable)
     (directory / "config.yaml").write_text(dump_yaml(cfg.model_dump(mode="json")))
     return study
+
+
+def _user_module_dirs(cfg: StudyConfig) -> list[str]:
+    """Where the config's user modules were imported from, so that resume, export and report
+    find them from any directory."""
+    names = [c.name for c in (cfg.space, cfg.dataset, cfg.strategy, cfg.scheduler, cfg.evaluator)
+             if c is not None and ":" in c.name]
+    return sorted({d for d in map(module_dir, names) if d is not None})
 
 
 def stored_config(directory: str | Path) -> tuple[StudyConfig, str | None]:
@@ -129,6 +150,7 @@ def stored_config(directory: str | Path) -> tuple[StudyConfig, str | None]:
     try:
         data = store.get_meta("config")
         reason = store.get_meta("resumable")
+        add_module_dirs(store.get_meta("module_dirs") or [])  # type: ignore[arg-type]
     finally:
         store.close()
     if data is None:
@@ -156,16 +178,19 @@ def _spec(value: Any, kind: str) -> tuple[Any, Any, str | None]:
     return f"{module}:{name}", value, None if importable else f"the {kind} is a Python object ({name})"
 
 
-def search(space: Any = "mlp", data: Any = "iris", strategy: Any = "random", scheduler: Any = "full", *,
+def search(space: Any = "mlp", data: Any = None, strategy: Any = "random", scheduler: Any = "full", *,
            budget: float = 30, trials: int = 20, seed: int = 0, workers: int = 1, evaluate: Callable[..., Any] | None = None,
-           objective: str = "val_loss", mode: str = "min", trainer: dict[str, Any] | None = None,
+           objective: str = "val_loss", mode: str | None = None, trainer: dict[str, Any] | None = None,
            space_args: dict[str, Any] | None = None, out: str | Path | None = None, executor: str = "auto",
            constraint: dict[str, Any] | None = None, hardware: dict[str, Any] | None = None,
-           on_trial_end: Callable[..., Any] | None = None) -> Study:
+           repeats: bool = False, on_trial_end: Callable[..., Any] | None = None) -> Study:
     """Search ``space`` on ``data`` and return the finished :class:`~nasforge.study.Study`.
 
     ``space``: a built-in name (``"mlp"``), an import path, or a function ``(arch, **context) -> nn.Module``.
-    ``data``: a dataset name or spec dict, a :class:`~nasforge.train.data.Data`, or a tuple ``(x, y)``.
+    ``data``: a dataset name or spec dict, a :class:`~nasforge.train.data.Data`, or a tuple ``(x, y)``;
+    left out: iris for the built-in trainer, an error beside ``evaluate`` (``"none"``: it brings its own).
+    ``objective``/``mode``: the metric and ``"min"``/``"max"``; ``mode`` may be left out for the
+    metrics whose direction nasforge knows (``val_loss``, ``val_accuracy``, ``latency_ms``, ...).
     ``strategy`` / ``scheduler``: a name or an object. ``budget``: epochs per trial. ``evaluate``:
     your own ``evaluate(model, data, budget, state) -> metrics`` instead of the built-in trainer.
     ``out``: the study directory (a new temporary directory by default). ``executor``: ``auto``
@@ -189,7 +214,7 @@ def search(space: Any = "mlp", data: Any = "iris", strategy: Any = "random", sch
     if space_args:
         entries["space"] = {"name": entries.get("space", "mlp") if isinstance(entries.get("space"), str) else "mlp",
                             "args": space_args}
-    cfg = parse_config({**entries, "budget": budget, "trials": trials, "seed": seed, "workers": workers, "executor": executor,
+    cfg = parse_config({**entries, "repeats": repeats, "budget": budget, "trials": trials, "seed": seed, "workers": workers, "executor": executor,
                         "objective": {"metric": objective, "mode": mode, "constraint": constraint},
                         "hardware": hardware, "trainer": trainer or {}}, "(from nasforge.search)")
     objects = Objects(found["space"], found["dataset"], found["evaluator"], found["strategy"], found["scheduler"])

@@ -71,8 +71,10 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
         TimeElapsedColumn,
     )
     console = _console()
-    console.print(f"study: [bold]{study.directory}[/]   space: {study.space.name}   "
-                  f"data: {getattr(study.data, 'summary', lambda: type(study.data).__name__)()}")
+    data = study.data.summary() if hasattr(study.data, "summary") else (
+        "none (the evaluator brings its own)" if study.data is None else type(study.data).__name__)
+    from rich.markup import escape
+    console.print(f"study: [bold]{escape(str(study.directory))}[/]   space: {escape(study.space.name)}   data: {escape(data)}")
     if quiet:
         study.run()
         return
@@ -209,10 +211,11 @@ def _list(registry: Any) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # User spaces and evaluators are named 'module:function'; find modules beside the user, as `python -m` does.
-    for folder in (Path.cwd(), Path(getattr(args, "config", None) or ".").resolve().parent):
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+    if args.command == "search":
+        # A config's user modules ('mymodule:my_space') are found beside it, or beside the user
+        # without one; a study records where they came from for the commands that reopen it.
+        from nasforge.registry import add_module_dirs
+        add_module_dirs(([Path(args.config).parent] if args.config else []) + [Path.cwd()])
     try:
         if args.command == "search":
             return cmd_search(args)

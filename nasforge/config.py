@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from nasforge.errors import ConfigError
+from nasforge.types import KNOWN_MODES
 
 DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "default.yaml"
 # libyaml's parser and emitter where PyYAML has them: a config reads in 0.13 ms instead of 1.1
@@ -75,8 +76,19 @@ class ConstraintConfig(_Strict):
 
 class ObjectiveConfig(_Strict):
     metric: str = "val_loss"
-    mode: Literal["min", "max"] = "min"
+    mode: Literal["min", "max"] = "min"  # may be left out only for a metric in KNOWN_MODES
     constraint: ConstraintConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_direction(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or value.get("mode") is not None:
+            return value
+        metric = value.get("metric", "val_loss")
+        if metric not in KNOWN_MODES:
+            raise ValueError(f"objective metric {metric!r} is not one whose direction nasforge knows "
+                             f"({', '.join(KNOWN_MODES)}); set objective.mode to 'min' or 'max'")
+        return {**value, "mode": KNOWN_MODES[metric]}
 
     @model_validator(mode="after")
     def _constraint_needs_max(self) -> "ObjectiveConfig":
@@ -98,7 +110,7 @@ class HardwareConfig(_Strict):
 
 class StudyConfig(_Strict):
     space: Component = Component(name="mlp")
-    dataset: Component = Component(name="iris")
+    dataset: Component = Component(name="iris")  # required beside a custom evaluator ("none": it brings its own)
     strategy: Component = Component(name="random")
     scheduler: Component = Component(name="full")
     evaluator: Component | None = None  # evaluate(model, data, budget, state) by import path; default: the trainer
@@ -111,7 +123,17 @@ class StudyConfig(_Strict):
     workers: int = Field(1, ge=1)
     seed: int = 0
     keep_checkpoints: int = Field(5, ge=1)  # complete trials whose weights stay on disk (the best ones)
+    repeats: bool = False  # evaluate an architecture again when it is proposed again (noisy objectives)
     out: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_for_an_evaluator(cls, value: Any) -> Any:
+        """The default dataset (iris) serves the built-in trainer; a custom evaluator must say."""
+        if isinstance(value, dict) and value.get("evaluator") is not None and value.get("dataset") is None:
+            raise ValueError("a custom evaluator is set but no dataset: name the data it is handed "
+                             "(e.g. dataset: digits), or dataset: none when it brings its own")
+        return value
 
     @field_validator("space", "dataset", "strategy", "scheduler")
     @classmethod

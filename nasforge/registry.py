@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, Generic, TypeVar
+import sys
+from pathlib import Path
+from typing import Any, Generic, Iterable, TypeVar
 
 from nasforge.errors import ConfigError
 
@@ -26,6 +28,30 @@ def import_object(path: str) -> Any:
             raise ConfigError(f"Module {module_name!r} has no attribute {attr!r} (from {path!r})")
         obj = getattr(obj, part)
     return obj
+
+
+def add_module_dirs(dirs: Iterable[str | Path]) -> None:
+    """Let user modules (``mymodule:my_space``) be imported from ``dirs``: appended to the import
+    path, after the standard library and installed packages, so a file there named like one of
+    them (``sqlite3.py``) shadows nothing."""
+    for folder in dirs:
+        text = str(Path(folder).resolve())
+        if text not in sys.path:
+            sys.path.append(text)
+
+
+def module_dir(path: str) -> str | None:
+    """The folder the user module of import path ``path`` was imported from (the one holding its
+    top-level package), or None for a module that is not a file (built in, not imported yet)."""
+    module_name = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    folder = Path(file).resolve().parent
+    for _ in range(module_name.count(".") + (Path(file).name == "__init__.py")):
+        folder = folder.parent
+    return str(folder)
 
 
 class Registry(Generic[T]):

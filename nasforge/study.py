@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from torch import nn
 
-from nasforge.errors import StoreError
+from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.base import Executor, Job, JobEvent
 from nasforge.execution.worker import load_checkpoint
 from nasforge.heap import frozen_heap, reuse_freed_memory
@@ -32,7 +32,7 @@ from nasforge.store.base import Trial
 from nasforge.store.sqlite import SQLiteStore, dumps
 from nasforge.strategies.base import Strategy
 from nasforge.strategies.middleware import Canonical
-from nasforge.train.evaluator import as_eval_result
+from nasforge.train.evaluator import call_evaluator, trial_parameters
 from nasforge.train.state import seed_torch
 from nasforge.types import Objective, Result, TrialState
 
@@ -82,13 +82,13 @@ class Study:
     def __init__(self, *, directory: str | Path, space: Space, data: Any, evaluator: Callable[..., Any],
                  strategy: Strategy, scheduler: Scheduler, executor_factory: Callable[[], Executor],
                  objective: Objective = Objective(), seed: int = 0, max_budget: float = 30,
-                 max_trials: int | None = None, keep_checkpoints: int = 5):
+                 max_trials: int | None = None, keep_checkpoints: int = 5, repeats: bool = False):
         self.directory = Path(directory)
         self.store = SQLiteStore(self.directory)
         self.space, self.data, self.evaluator = space, data, evaluator
         self.objective, self.seed = objective, int(seed)
         self.max_budget, self.max_trials = max_budget, max_trials
-        self.strategy = Canonical(strategy, space.canonical)
+        self.strategy = Canonical(strategy, space.canonical, walk=space.walk, repeats=repeats)
         self.scheduler = scheduler
         self.executor_factory = executor_factory
         self._set_up = False
@@ -97,6 +97,7 @@ class Study:
         self.keep_checkpoints = keep_checkpoints
         self._kept: list[tuple[float, int, str]] | None = None  # the best complete trials' checkpoints
         self.jobs_started = 0
+        self._misconfigured: ConfigError | None = None  # set by a result that shows the config is wrong
 
     # --- set-up and state --------------------------------------------------------------------
     def prepare(self) -> None:
@@ -115,6 +116,7 @@ class Study:
         state = self.store.get_meta(_STATE_KEY)
         if state is not None:
             self.scheduler.load_state_dict(state)  # type: ignore[arg-type]
+            self.strategy.remember((t.arch, _latest_result(t)) for t in self.store.trials())
         self.store.set_meta("seed", self.seed)
         constraint = self.objective.constraint
         self.store.set_meta("objective", {"metric": self.objective.metric, "mode": self.objective.mode,
@@ -191,20 +193,20 @@ class Study:
             seed = trial_seed(self.seed, next_id)
             trial_id = self.store.create_trial(suggestion.arch, suggestion.budget, seed=seed)
             assert trial_id == next_id, "trial ids must be assigned in order"
-            return self._job(trial_id, suggestion.budget, suggestion.arch, seed, None)
+            return self._job(trial_id, suggestion.budget, suggestion.arch, seed, None, resumed=False)
         if isinstance(suggestion, Resume):
             return self._job_of(self.store.trial(suggestion.trial_id), suggestion.budget)
         return None
 
-    def _job(self, trial_id: int, budget: float, arch: Any, seed: int, checkpoint: str | None) -> Job:
+    def _job(self, trial_id: int, budget: float, arch: Any, seed: int, checkpoint: str | None, resumed: bool) -> Job:
         """The job that trains trial ``trial_id`` (of ``arch`` and ``seed``, continuing from
         ``checkpoint``) to ``budget``, marked as started in the store."""
         self.store.start(trial_id, budget)
         out = f"checkpoints/trial_{trial_id:05d}_b{budget:g}.pt"
-        return Job(trial_id, arch, budget, seed, checkpoint, out)
+        return Job(trial_id, arch, budget, seed, checkpoint, out, resumed)
 
     def _job_of(self, trial: Trial, budget: float) -> Job:
-        return self._job(trial.id, budget, trial.arch, trial.seed, trial.checkpoint)
+        return self._job(trial.id, budget, trial.arch, trial.seed, trial.checkpoint, resumed=trial.budget_used > 0)
 
     def _submit(self, executor: Executor, jobs: list[Job]) -> None:
         for job in jobs:
@@ -223,6 +225,8 @@ class Study:
             self._save_state()
         for relative in dropped:
             self._drop_checkpoint(relative)
+        if self._misconfigured is not None:
+            raise self._misconfigured
         for trial in trials:
             on_trial_end(self, trial)  # type: ignore[misc]
 
@@ -231,10 +235,14 @@ class Study:
         error = event.error
         loss = None
         if error is None:
+            missing = missing_metric(self.objective, event.metrics or {})
+            if missing is not None:  # a mistake in the config, not in this trial: stop (after recording it)
+                error = missing
+                self._misconfigured = ConfigError(missing)
             loss = self.objective.loss(event.metrics or {})
-            if loss is None:
-                error = f"objective metric {self.objective.metric!r} is missing or not finite: {event.metrics}"
-        result = Result(event.metrics or {}, loss, job.budget, failed=error is not None)
+            if loss is None and error is None:
+                error = f"objective metric {self.objective.metric!r} is not finite: {event.metrics}"
+        result = Result(event.metrics or {}, loss, job.budget, failed=error is not None, resumed=job.resumed)
         decision = self.scheduler.on_result(job.trial_id, job.arch, result)
         state = TrialState.FAILED if error else {
             Decision.COMPLETE: TrialState.COMPLETE, Decision.PAUSE: TrialState.PAUSED, Decision.PRUNE: TrialState.PRUNED,
@@ -296,6 +304,26 @@ class Study:
         return load_trained_model(self.space, self.directory, best, self.evaluator, self.data)
 
 
+def missing_metric(objective: Objective, metrics: dict[str, float]) -> str | None:
+    """What is wrong when an evaluator's result lacks a metric the objective needs, else None."""
+    needed = [objective.metric] + ([objective.constraint.metric] if objective.constraint else [])
+    for name in needed:
+        if name not in metrics:
+            role = "the objective" if name == objective.metric else "the constraint"
+            return (f"the evaluator returned no {name!r} metric, which {role} needs; it returned: "
+                    f"{', '.join(sorted(metrics)) or 'no metrics'} (set the {role}'s metric to one of them)")
+    return None
+
+
+def _latest_result(trial: Trial) -> Result | None:
+    """What the strategy was last told of a trial (None while it has no result yet)."""
+    if trial.state is TrialState.FAILED:
+        return Result(trial.metrics, None, trial.budget_used, failed=True)
+    if trial.budget_used <= 0:
+        return None
+    return Result(trial.metrics, trial.loss, trial.budget_used)
+
+
 def best_trial(trials: list[Trial]) -> Trial | None:
     """The lowest loss among complete trials (among any evaluated trial if none is complete)."""
     complete = [t for t in trials if t.state is TrialState.COMPLETE and t.loss is not None]
@@ -315,7 +343,8 @@ def load_trained_model(space: Space, directory: Path, trial: Trial, evaluator: C
     if path is not None and path.exists():
         state = load_checkpoint(path).get("evaluator") or {}
     elif path is not None and evaluator is not None:
-        state = as_eval_result(evaluator(model, data, trial.budget_used, None)).state or {}
+        state = call_evaluator(evaluator, trial_parameters(evaluator), model, data, trial.budget_used, None,
+                               arch=trial.arch, trial_id=trial.id, seed=trial.seed).state or {}
     elif path is not None:
         raise StoreError(f"the checkpoint of trial {trial.id} is missing ({path}); pass the evaluator to train it again")
     else:

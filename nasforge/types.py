@@ -57,6 +57,11 @@ class Constraint:
         return (value / self.target) ** w
 
 
+KNOWN_MODES = {"val_loss": "min", "best_val_loss": "min", "train_loss": "min", "val_rmse": "min", "val_accuracy": "max",
+               "latency_ms": "min", "latency_median_ms": "min", "params": "min", "flops": "min"}
+"""The metrics whose direction nasforge knows; any other objective needs an explicit mode."""
+
+
 @dataclass(frozen=True)
 class Objective:
     """Which metric the search optimises, in which direction, and an optional constraint (which
@@ -98,13 +103,16 @@ class Result:
     """What a strategy or scheduler is told about one evaluation of an architecture.
 
     ``loss`` is the objective turned into a value to minimise (``None`` when the trial failed),
-    so strategies never need to know the metric's name or direction.
+    so strategies never need to know the metric's name or direction. ``resumed`` marks a later
+    rung of an evaluation already told (a promoted trial continued): the same evaluation at a
+    larger budget, not a new one.
     """
 
     metrics: Metrics
     loss: float | None
     budget: float
     failed: bool = False
+    resumed: bool = False
 
     @property
     def ok(self) -> bool:

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from torch import nn
 
 from conftest import nested_space
 from nasforge.errors import ConfigError
@@ -261,8 +262,22 @@ def test_evolution_updates_a_member_told_again_at_a_larger_budget():
     evo.setup(mlp_schema(), np.random.default_rng(0))
     arch = evo.ask()
     evo.tell(arch, ok(2.0, budget=1.0))
-    evo.tell(arch, ok(1.0, budget=3.0))
+    evo.tell(arch, Result({"val_loss": 1.0}, 1.0, 3.0, resumed=True))
     assert [(m["loss"], m["budget"]) for m in evo.population] == [(1.0, 3.0)]
+
+
+def test_evolution_adds_a_new_evaluation_equal_to_a_member_as_the_youngest():
+    """Aging evolution with a duplicate: the child joins as the youngest (the oldest dies) and its
+    ask is no longer pending, so a population of 3 on a tiny space keeps breeding."""
+    schema = Space(lambda arch: nn.Linear(1, arch.categorical("w", [1, 2])), {}).schema
+    evo = RegularizedEvolution(population_size=3, sample_size=2)
+    evo.setup(schema, np.random.default_rng(0))
+    for step in range(12):
+        assert evo.ready()
+        arch = evo.ask()
+        evo.tell(arch, ok(float(step)))
+        assert evo.pending == 0
+    assert [m["loss"] for m in evo.population] == [9.0, 10.0, 11.0]
 
 
 def test_mutate_changes_exactly_one_decision_unless_depth_moves():

@@ -505,8 +505,10 @@ def test_identical_architectures_train_together_under_vmap(optimizer):
 
 
 def test_a_study_of_repeated_cnns_runs_batched_as_serial(tmp_path):
-    """Random search over a two-architecture CNN space repeats architectures: those train under vmap."""
-    kw = dict(space=small_cnn, data="digits", budget=1, trials=6, seed=0, trainer={"batch_size": 128})
+    """Random search over a two-architecture CNN space, repeats allowed (each a new seed): the
+    repeated architectures train under vmap."""
+    kw = dict(space=small_cnn, data="digits", budget=1, trials=6, seed=0, trainer={"batch_size": 128}, repeats=True,
+              strategy={"name": "random", "args": {"replace": True}})
     batched = nasforge.search(out=tmp_path / "b", executor="batched", **kw)
     serial = nasforge.search(out=tmp_path / "s", executor="serial", **kw)
     archs = [t.arch["channels"] for t in batched.trials]

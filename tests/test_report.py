@@ -86,7 +86,7 @@ def iris_study(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def latency_study(tmp_path_factory):
-    return nasforge.search(evaluate=latency_eval, budget=1, trials=20, seed=2, out=tmp_path_factory.mktemp("lat"))
+    return nasforge.search(data="iris", evaluate=latency_eval, budget=1, trials=20, seed=2, out=tmp_path_factory.mktemp("lat"))
 
 
 def images(page: str) -> list[bytes]:
@@ -165,7 +165,7 @@ def test_the_study_meta_chooses_the_pareto_metrics(latency_study, tmp_path):
 
 
 def test_no_pareto_section_without_a_second_metric(tmp_path):
-    study = nasforge.search(evaluate=lambda m, d, b, s: {"val_loss": 1.0 / sum(x.numel() for x in m.parameters())},
+    study = nasforge.search(data="iris", evaluate=lambda m, d, b, s: {"val_loss": 1.0 / sum(x.numel() for x in m.parameters())},
                             budget=1, trials=3, out=tmp_path)
     trials = study.store.trials()
     assert pareto_metrics(trials, {"metric": "val_loss", "mode": "min"}) is None
@@ -189,11 +189,11 @@ def tagged_space(arch, n_in, n_out):
 def test_report_escapes_text_and_survives_a_study_without_results(tmp_path):
     def fail(model, data, budget, state):
         raise RuntimeError("<b>broken</b>")
-    nasforge.search(tagged_space, evaluate=fail, budget=1, trials=2, out=tmp_path)
+    nasforge.search(tagged_space, "iris", evaluate=fail, budget=1, trials=2, out=tmp_path)
     page = write_report(tmp_path).read_text()
     assert "No trial succeeded" in page and not images(page)
     assert "<b>broken" not in page and "&lt;b&gt;broken&lt;/b&gt;" in page
-    nasforge.search(tagged_space, evaluate=lambda m, d, b, s: {"val_loss": float(torch.rand(1))}, budget=1, trials=4,
+    nasforge.search(tagged_space, "iris", evaluate=lambda m, d, b, s: {"val_loss": float(torch.rand(1))}, budget=1, trials=4,
                     out=tmp_path / "ok")
     page = write_report(tmp_path / "ok").read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page

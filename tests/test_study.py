@@ -48,7 +48,7 @@ def nan_for_deep(model, data, budget, state):
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
-    study = nasforge.search(evaluate=nan_for_deep, out=tmp_path, budget=1, trials=12, seed=0)
+    study = nasforge.search(data="iris", evaluate=nan_for_deep, out=tmp_path, budget=1, trials=12, seed=0)
     states = {t.id: t for t in study.trials}
     assert len(states) == 12
     failed = [t for t in states.values() if t.state is TrialState.FAILED]
@@ -79,7 +79,7 @@ class CrashAfter:
 def test_resume_after_crash_equals_uninterrupted_run(tmp_path):
     reference = nasforge.search(out=tmp_path / "ref", budget=3, trials=8, seed=4, executor="serial")
     with pytest.raises(KeyboardInterrupt):
-        nasforge.search(out=tmp_path / "cut", evaluate=CrashAfter(5), budget=3, trials=8, seed=4, executor="serial")
+        nasforge.search(data="iris", out=tmp_path / "cut", evaluate=CrashAfter(5), budget=3, trials=8, seed=4, executor="serial")
     cut = open_study(tmp_path / "cut", Objects(evaluate=SupervisedTrainer()))
     before = cut.store.trials()
     assert [t.state for t in before].count(TrialState.COMPLETE) == 4
@@ -115,7 +115,7 @@ def test_a_polls_results_are_recorded_together_or_not_at_all(tmp_path, monkeypat
 
 
 def test_resume_without_objects_of_a_python_study_says_how(tmp_path):
-    nasforge.search(out=tmp_path, evaluate=CrashAfter(100), budget=1, trials=1)
+    nasforge.search(data="iris", out=tmp_path, evaluate=CrashAfter(100), budget=1, trials=1)
     with pytest.raises(Exception, match="made from Python objects"):
         open_study(tmp_path)
 

@@ -21,6 +21,7 @@ class Job:
     seed: int
     checkpoint_in: str | None = None  # relative to the study directory; None: start from scratch
     checkpoint_out: str | None = None
+    resumed: bool = False  # the trial has a result already: this job continues it to a larger budget
 
 
 @dataclass

@@ -13,7 +13,7 @@ from torch import nn
 
 from nasforge.execution.base import Job, JobEvent
 from nasforge.space.space import Space
-from nasforge.train.evaluator import as_eval_result
+from nasforge.train.evaluator import call_evaluator, trial_parameters
 from nasforge.train.state import seed_torch
 from nasforge.types import ArchDict, arch_key
 
@@ -42,7 +42,14 @@ class WorkerContext:
     threads: int | None = None
     hardware: HardwareSettings | None = None
     measured: dict[str, dict[str, float]] = field(default_factory=dict)  # per architecture, this process
+    wants: tuple[str, ...] = ()  # the trial's parameters the evaluator names (arch, trial_id, seed)
 
+    def __post_init__(self) -> None:
+        self.wants = trial_parameters(self.evaluator)
+
+
+HARDWARE_METRICS = ("latency_ms", "latency_median_ms", "latency_spread", "params", "flops")
+"""What ``hardware_metrics_for`` adds to every trial's metrics when the study measures models."""
 
 LATENCY_CACHE = "latency_cache.json"
 """The study directory's file of latencies, shared by its worker processes and by a resume."""
@@ -90,7 +97,8 @@ def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
             saved = load_checkpoint(path)
             state = saved["evaluator"]
             torch.set_rng_state(saved["torch_rng"])  # continue the random stream (dropout) where it stopped
-        out = as_eval_result(ctx.evaluator(model, ctx.data, job.budget, state))
+        out = call_evaluator(ctx.evaluator, ctx.wants, model, ctx.data, job.budget, state, arch=job.arch,
+                             trial_id=job.trial_id, seed=job.seed)
         out.metrics.update(hardware_metrics_for(ctx, job.arch, model))
         written = None
         if out.state is not None and job.checkpoint_out and ctx.directory:

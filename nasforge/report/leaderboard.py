@@ -49,16 +49,36 @@ def status_json(trials: list[Trial], objective: dict[str, Any] | None, meta: dic
     return out
 
 
+_PREFERRED = ("val_accuracy", "val_loss", "latency_ms", "params", "flops")
+_HIDDEN = ("epoch", "train_seconds", "train_loss", "latency_median_ms", "latency_spread")
+
+
+def metric_columns(trials: list[Trial], metric: str, limit: int = 3) -> list[str]:
+    """The metrics worth a column beside the objective: the well-known ones first, then the
+    evaluator's own, those the trials have."""
+    present = {k for t in trials for k in t.metrics}
+    others = sorted(present - set(_PREFERRED) - set(_HIDDEN))
+    return [m for m in (*_PREFERRED, *others) if m in present and m != metric][:limit]
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if float(value).is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
 def leaderboard_table(trials: list[Trial], metric: str, top: int = 10) -> Any:
     from rich.table import Table
-    table = Table(title=f"Leaderboard (top {min(top, len(ranked(trials)))} of {len(trials)} trials)")
-    for col in ("trial", "state", metric, "val_acc", "epochs", "params"):
+    from rich.text import Text
+    best = ranked(trials)[:top]
+    columns = metric_columns(best, metric)
+    table = Table(title=f"Leaderboard (top {len(best)} of {len(trials)} trials)")
+    for col in ("trial", "state", metric, *columns, "epochs"):
         table.add_column(col, justify="left" if col == "state" else "right", no_wrap=True)
     table.add_column("architecture", overflow="fold", min_width=24)
-    for t in ranked(trials)[:top]:
-        acc = t.metrics.get("val_accuracy")
-        params = t.metrics.get("params")
+    for t in best:
         table.add_row(str(t.id), t.state.value, f"{t.metrics.get(metric, float('nan')):.4f}",
-                      f"{acc:.3f}" if acc is not None else "-", f"{t.budget_used:g}",
-                      f"{int(params):,}" if params is not None else "-", arch_summary(t.arch))
+                      *(_cell(t.metrics.get(c)) for c in columns), f"{t.budget_used:g}", Text(arch_summary(t.arch)))
     return table

@@ -65,10 +65,13 @@ class Space:
             raise SpaceError(f"Space {self.name!r} returned {type(model).__name__}, not a torch.nn.Module")
         return model
 
-    def _dry(self, arch: ArchBase) -> nn.Module:
-        """Run the space without initialising its weights (see :mod:`nasforge.space.dry`)."""
+    def walk(self, arch: ArchBase) -> nn.Module:
+        """Run the space with ``arch`` answering its decisions, without initialising weights (see
+        :mod:`nasforge.space.dry`): how a mode that decides as the space asks (a controller)
+        sees exactly the decisions the space makes, in its order, conditions and all."""
         with dry_run():
             return self(arch)
+
 
     def build(self, arch: ArchDict) -> nn.Module:
         """The model of one architecture, with freshly initialised weights (uses torch's global RNG)."""
@@ -81,18 +84,18 @@ class Space:
         """The architecture's model without weight initialisation (its weights are garbage): for
         looking at its structure and size, or for loading a whole state into; ~3x cheaper than
         :meth:`build` for a small MLP."""
-        return self._dry(FixedArch(arch))
+        return self.walk(FixedArch(arch))
 
     def validate(self, arch: ArchDict) -> None:
         fixed = FixedArch(arch)
-        self._dry(fixed)
+        self.walk(fixed)
         fixed.check_all_used()
 
     def canonical(self, values: ArchDict, rng: np.random.Generator) -> ArchDict:
         """The architecture the space really builds from ``values``: valid values kept, missing ones
         sampled, values of decisions the space does not ask dropped."""
         fill = FillArch(values, rng)
-        self._dry(fill)
+        self.walk(fill)
         return dict(fill.values)
 
     def sample(self, rng: np.random.Generator) -> ArchDict:
@@ -107,7 +110,7 @@ class Space:
                 self._schema = cached
                 return cached
             try:
-                self._schema = record_schema(self._dry)
+                self._schema = record_schema(self.walk)
                 if _hashable(self.fn):
                     _SCHEMAS[key] = self._schema
             except SpaceError:

@@ -15,13 +15,18 @@ Contract (the study and the schedulers are the only callers):
 4. Optionally ``ready() -> bool``: False when another ``ask`` now would be better made after the
    pending results arrive (a model-based step wants them). Schedulers then wait instead of
    asking; the study still keeps every real worker busy. Strategies without it are always ready.
-5. ``state_dict()`` returns plain JSON data; after ``setup`` with an identically seeded rng,
+5. Optionally ``use_space(walk)``, called before ``setup``: ``walk(arch)`` runs the real space
+   with an ``arch`` mode object answering its decisions (no weights initialised). A strategy
+   that decides as the space asks (the RL controllers) walks the space itself, so it sees the
+   decisions an architecture really has even where the schema's conditions cannot state them
+   (``schema.exact`` False). Strategies that only sample or encode through the schema ignore it.
+6. ``state_dict()`` returns plain JSON data; after ``setup`` with an identically seeded rng,
    ``load_state_dict(state)`` restores the strategy so that later asks are the same as if it had
    never stopped. The study saves it after every ask and tell.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,6 +49,10 @@ def rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     rng.bit_generator.state = state
+
+
+SpaceWalk = Callable[[Any], Any]
+"""Runs the space with the given ``arch`` mode object answering its decisions."""
 
 
 def is_ready(strategy: Strategy) -> bool:

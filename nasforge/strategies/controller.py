@@ -19,13 +19,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from nasforge.errors import ConfigError
+from nasforge.errors import ConfigError, NasforgeError, SpaceError
 from nasforge.space.arch import ArchBase
 from nasforge.space.domains import CategoricalDomain, Domain, FloatDomain, InputsDomain, IntDomain, _same
 from nasforge.space.schema import Schema
+from nasforge.strategies.base import SpaceWalk
 from nasforge.types import ArchDict
 
 MAX_OPTIONS = 128
@@ -87,13 +89,26 @@ class Controller(nn.Module):
                 head.bias.zero_()
 
     def rollout(self, generator: torch.Generator | None = None, given: ArchDict | None = None,
-                explore: float = 0.0) -> Rollout:
+                explore: float = 0.0, walk: SpaceWalk | None = None) -> Rollout:
         """Sample an architecture (``given=None``) or score a given one. ``explore`` mixes each
-        distribution with the uniform one (the log-probabilities are those of the mixture)."""
+        distribution with the uniform one (the log-probabilities are those of the mixture).
+
+        With ``walk`` (the real space, :meth:`Space.walk`) the controller answers the decisions
+        the space asks, in its order; else it walks the schema. A space that raises part-way
+        (it rejects the combination so far) ends the rollout there: the decisions made are the
+        proposal, and the study records it as failed."""
         arch = ControllerArch(self, generator, given, explore)
-        for d in self.schema:
-            if self.schema.is_active(d, arch.values):
-                arch._decide(d.label, d.domain)
+        if walk is None:
+            for d in self.schema:
+                if self.schema.is_active(d, arch.values):
+                    arch._decide(d.label, d.domain)
+            return arch.result
+        try:
+            walk(arch)
+        except NasforgeError:
+            raise
+        except Exception:  # noqa: BLE001 - the space's own rejection; what was decided stands
+            pass
         return arch.result
 
     # --- one decision ----------------------------------------------------------------------
@@ -121,7 +136,9 @@ class ControllerArch(ArchBase):
 
     def _value(self, label: str, domain: Domain) -> Any:
         c = self.controller
-        i = c.positions[label]  # rollout() walks the controller's own schema
+        if label not in c.positions:
+            return self._unrecorded(label, domain)
+        i = c.positions[label]
         h, cell = c.lstm(self.x, self.state)
         self.state = (h, cell)
         if c.value is not None:
@@ -136,12 +153,27 @@ class ControllerArch(ArchBase):
         self.result.arch[label] = value
         return value
 
+    def _unrecorded(self, label: str, domain: Domain) -> Any:
+        """A decision the schema never recorded has no head: it is drawn uniformly (and is not
+        learned), from the controller's generator so that rollouts stay reproducible."""
+        if self.given is not None:
+            value = self.given.get(label)
+            if value is None or not domain.contains(value):
+                raise SpaceError(f"the architecture has no valid value for decision {label!r} ({domain.describe()})")
+        else:
+            seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+            value = domain.sample(np.random.default_rng(seed))
+        self.result.arch[label] = value
+        return value
+
     def _mix(self, probs: torch.Tensor) -> torch.Tensor:
         return probs if self.explore <= 0 else (1 - self.explore) * probs + self.explore / probs.shape[-1]
 
     def _categorical(self, i: int, label: str, opts: list[Any], h: torch.Tensor) -> tuple[Any, int]:
         probs = self._mix(torch.softmax(self.controller._logits(i, h)[0], -1))
         if self.given is not None:
+            if label not in self.given:
+                raise SpaceError(f"the architecture has no value for decision {label!r}; options: {opts}")
             token = _index(opts, self.given[label], label)
         else:
             token = int(torch.multinomial(probs.detach(), 1, generator=self.generator))
@@ -162,6 +194,8 @@ class ControllerArch(ArchBase):
         return found[-1] if found else self.controller.embeds[str(i)](torch.tensor([j]))
 
     def _choose(self, label: str, domain: InputsDomain, scores: torch.Tensor) -> list[str]:
+        if self.given is not None and label not in self.given:
+            raise SpaceError(f"the architecture has no value for decision {label!r} ({domain.describe()})")
         given = set(self.given[label]) if self.given is not None else None
         if domain.k is None:  # each candidate independently: Bernoulli(sigmoid(score))
             p = self.explore * 0.5 + (1 - self.explore) * torch.sigmoid(scores)

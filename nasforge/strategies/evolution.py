@@ -26,8 +26,10 @@ class RegularizedEvolution:
     the lowest loss as the parent and returns a mutant of it (see :func:`mutate`). Every told
     result joins the population as its youngest member and, once the population is full, the
     oldest member is removed. A failed child still takes its place in the population (and ages
-    out) but is never chosen as a parent. A result for an architecture already in the population
-    (a multi-fidelity scheduler telling a later rung) updates that member instead of adding one.
+    out) but is never chosen as a parent. A later rung of an evaluation already told
+    (``result.resumed``, a multi-fidelity scheduler continuing a trial) updates that member
+    instead of adding one; a new evaluation of an architecture equal to a member joins as the
+    youngest all the same, as every child does in the paper.
 
     Args:
         population_size: members kept alive (P in the paper, >= 2).
@@ -69,13 +71,13 @@ class RegularizedEvolution:
 
     def tell(self, arch: ArchDict, result: Result) -> None:
         loss = result.loss if result.ok else None
-        known = any(member["arch"] == arch for member in self.population)
-        if not known:
-            self.pending = max(0, self.pending - 1)
-        for member in self.population:
-            if member["arch"] == arch:
-                member.update(loss=loss, budget=float(result.budget))
-                return
+        if result.resumed:
+            for member in reversed(self.population):  # the youngest copy is the one being continued
+                if member["arch"] == arch:
+                    member.update(loss=loss, budget=float(result.budget))
+                    return
+            return  # it has aged out: a later rung changes nothing
+        self.pending = max(0, self.pending - 1)
         self.population.append({"arch": dict(arch), "loss": loss, "budget": float(result.budget)})
         while len(self.population) > self.population_size:
             self.population.popleft()

@@ -16,6 +16,7 @@ import torch
 
 from nasforge.errors import ConfigError
 from nasforge.space.schema import Schema
+from nasforge.strategies.base import SpaceWalk
 from nasforge.strategies.controller import Controller, Rollout
 from nasforge.train.state import torch_threads
 from nasforge.types import ArchDict, Result, arch_key
@@ -42,6 +43,8 @@ class PolicyCore:
         self.batch_size, self.lr, self.hidden = batch_size, lr, hidden
         self.explore0, self.half_life, self.value_head = explore, explore_half_life, value_head
 
+    walk: SpaceWalk | None = None  # the real space, when the study gives it (see Strategy's contract)
+
     def setup(self, schema: Schema, rng: np.random.Generator, update: Update) -> None:
         self.schema, self.update = schema, update
         self.seed = int(rng.integers(2**62))
@@ -67,7 +70,7 @@ class PolicyCore:
     def sample(self) -> ArchDict:
         explore = self.explore
         with torch.no_grad(), torch_threads(1):
-            arch = self.controller.rollout(self.generator, explore=explore).arch
+            arch = self.controller.rollout(self.generator, explore=explore, walk=self.walk).arch
         self.asked += 1
         self.pending[arch_key(arch)] = explore
         return arch
@@ -91,7 +94,7 @@ class PolicyCore:
                 self.update(self.history[-self.batch_size:])
 
     def scored(self, arch: ArchDict, explore: float) -> Rollout:
-        return self.controller.rollout(given=arch, explore=explore)
+        return self.controller.rollout(given=arch, explore=explore, walk=self.walk)
 
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad()
@@ -134,6 +137,9 @@ class PolicyStrategy:
 
     def _update(self, batch: list[tuple[ArchDict, float, float]]) -> None:
         raise NotImplementedError
+
+    def use_space(self, walk: SpaceWalk) -> None:
+        self.core.walk = walk
 
     def setup(self, schema: Schema, rng: np.random.Generator) -> None:
         self._reset()

@@ -9,11 +9,17 @@ An evaluator is any callable ``evaluate(model, data, budget, state) -> metrics``
 * ``state`` — ``None`` on the first call, else the ``state`` the previous call returned, so
   training continues where it stopped (model and optimiser state).
 
+An evaluator may also ask for what it needs to know of the trial, by naming parameters (as a
+space names the data's context): ``arch`` (the architecture dict, e.g. for a table lookup),
+``trial_id`` and ``seed``. Those it does not name are not passed, so ``(model, data, budget,
+state)`` evaluators work unchanged.
+
 It returns either a plain ``dict`` of metrics, or an :class:`~nasforge.types.EvalResult` with the
 metrics, a per-epoch curve and a state to continue from. It raises to fail the trial.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, Mapping, Protocol
 
@@ -24,6 +30,25 @@ from nasforge.types import EvalResult
 
 class Evaluator(Protocol):
     def __call__(self, model: nn.Module, data: Any, budget: float, state: dict[str, Any] | None) -> EvalResult | Mapping[str, float]: ...
+
+
+TRIAL_PARAMETERS = ("arch", "trial_id", "seed")
+
+
+def trial_parameters(evaluator: Callable[..., Any]) -> tuple[str, ...]:
+    """Which of :data:`TRIAL_PARAMETERS` the evaluator names (read once per study)."""
+    try:
+        params = inspect.signature(evaluator).parameters
+    except (TypeError, ValueError):
+        return ()
+    return tuple(name for name in TRIAL_PARAMETERS if name in params)
+
+
+def call_evaluator(evaluator: Callable[..., Any], wanted: tuple[str, ...], model: nn.Module, data: Any,
+                   budget: float, state: dict[str, Any] | None, *, arch: Any, trial_id: int, seed: int) -> EvalResult:
+    """Call ``evaluator`` with the four arguments and the trial's parameters it ``wanted``."""
+    known = {"arch": arch, "trial_id": trial_id, "seed": seed}
+    return as_eval_result(evaluator(model, data, budget, state, **{name: known[name] for name in wanted}))
 
 
 def as_eval_result(out: Any) -> EvalResult:

@@ -32,7 +32,7 @@ from nasforge.train.grouping import mlp_groups
 from nasforge.train.losses import cross_entropy
 from nasforge.train.mlp_layout import MLPShape, mlp_shape, stack_order
 from nasforge.train.stacked_mlp import MLPNet
-from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch
+from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch, final_metrics
 from nasforge.train.vmap_net import VmapNet, vmap_supported
 from nasforge.types import EvalResult
 
@@ -279,8 +279,6 @@ class _Loop:
             if cand.done:
                 continue
             model_state, optimizer_state = self.net.export(i)
-            metrics = dict(cand.curve[-1])
-            metrics["params"] = float(sum(p.numel() for p in cand.model.parameters()))
-            metrics["train_seconds"] = seconds / len(self.cands)
+            metrics = final_metrics(cand.curve[-1], cand.curve, cand.run, cand.model, seconds / len(self.cands))
             state = {"model": model_state, "optimizer": optimizer_state, **cand.run.dump()}
             cand.result = EvalResult(metrics, list(cand.curve), state)

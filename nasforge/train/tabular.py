@@ -118,8 +118,9 @@ def epoch_seconds(arch_str: str) -> float:
 class NB201Lookup:
     """An evaluator (see :mod:`nasforge.train.evaluator`) that replays NAS-Bench-201.
 
-    Called as ``lookup(model, data, budget, state)`` with a model built by the ``nb201`` space
-    (``materialize=False`` for speed; it reads ``model.arch_str``); ``data`` is ignored. Returns
+    Called as ``lookup(model, data, budget, state, arch)``: the study passes the trial's
+    ``arch`` (without it, it reads ``model.arch_str`` of a model built by the ``nb201`` space);
+    ``data`` is ignored. Returns
     ``accuracy`` (the fidelity chosen by ``budget``, see the module docstring), ``val_loss`` =
     100 - accuracy (so the default objective val_loss/min works), ``test_accuracy_200``,
     ``regret`` = the dataset's best 200-epoch test accuracy - ``test_accuracy_200``,
@@ -163,11 +164,12 @@ class NB201Lookup:
                 "regret": self.optimum - test, "sim_seconds": max(budget - trained, 0.0) * epoch_seconds(arch_str),
                 "fidelity": FINAL_BUDGET if final else CHEAP_EPOCHS, "index": float(index)}
 
-    def __call__(self, model: Any, data: Any, budget: float, state: dict[str, Any] | None) -> EvalResult:
-        arch_str = getattr(model, "arch_str", None)
+    def __call__(self, model: Any, data: Any, budget: float, state: dict[str, Any] | None,
+                 arch: Mapping[str, Any] | None = None) -> EvalResult:
+        arch_str = to_arch_str(arch) if arch is not None else getattr(model, "arch_str", None)
         if not isinstance(arch_str, str):
-            raise TypeError(f"NB201Lookup needs a model built by the nb201 space (it reads model.arch_str); "
-                            f"got {type(model).__name__}")
+            raise TypeError(f"NB201Lookup needs the trial's architecture or a model built by the nb201 space "
+                            f"(model.arch_str); got {type(model).__name__}")
         trained = float((state or {}).get("budget", 0.0))
         return EvalResult(self.query(arch_str, budget, trained), state={"budget": float(budget)})
 
@@ -177,10 +179,11 @@ def _default_lookup(dataset: str) -> NB201Lookup:
     return NB201Lookup(dataset=dataset)
 
 
-def nb201_cifar10(model: Any, data: Any, budget: float, state: dict[str, Any] | None) -> EvalResult:
+def nb201_cifar10(model: Any, data: Any, budget: float, state: dict[str, Any] | None,
+                  arch: Mapping[str, Any] | None = None) -> EvalResult:
     """``NB201Lookup()`` on CIFAR-10 with the tables found by :func:`find_root`, as a plain function,
     so a config can name it today: ``evaluator: nasforge.train.tabular:nb201_cifar10``."""
-    return _default_lookup("cifar10")(model, data, budget, state)
+    return _default_lookup("cifar10")(model, data, budget, state, arch)
 
 
 def regret_after(trials: Sequence[Any], queries: int | None = None) -> float | None:

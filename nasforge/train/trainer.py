@@ -76,6 +76,12 @@ class SupervisedTrainer:
         except (RuntimeError, TypeError, ValueError):
             return OPTIMIZERS[self.optimizer](params, **kwargs)
 
+    @staticmethod
+    def metric_names(task: str) -> tuple[str, ...]:
+        """The metrics a trial trained by this trainer reports on data of ``task``."""
+        scored = "val_accuracy" if task == "classification" else "val_rmse"
+        return ("epoch", "train_loss", "val_loss", scored, "best_val_loss", "params", "train_seconds")
+
     def param_group(self) -> dict[str, Any]:
         """The settings torch.optim writes into a param group of its state dict, without "params"
         (built once: state dicts of stacked candidates are assembled from them)."""
@@ -125,9 +131,8 @@ class SupervisedTrainer:
         subset, target = self.plan(n, budget, run)
         start = time.perf_counter()
         curve = self._train(model, data, optimizer, loss_fn, run, subset, target)
-        metrics = dict(curve[-1]) if curve else {"epoch": run.epoch, **self._checked_validate(model, data, loss_fn, run.epoch)}
-        metrics["params"] = float(sum(p.numel() for p in model.parameters()))
-        metrics["train_seconds"] = time.perf_counter() - start
+        last = curve[-1] if curve else {"epoch": run.epoch, **self._checked_validate(model, data, loss_fn, run.epoch)}
+        metrics = final_metrics(last, curve, run, model, time.perf_counter() - start)
         # A snapshot: the model's state_dict holds its live parameters, which later training would change.
         new_state = {"model": clone_state(model.state_dict()), "optimizer": optimizer.state_dict(), **run.dump()}
         return EvalResult(metrics, curve, new_state)
@@ -188,6 +193,20 @@ class SupervisedTrainer:
         return metrics
 
 
+def final_metrics(last: dict[str, float], curve: list[dict[str, float]], run: "_Run", model: nn.Module,
+                  seconds: float) -> dict[str, float]:
+    """A job's metrics: its last curve point, the best validation loss of any epoch the trial has
+    trained so far (``best_val_loss``, the chapter's ranking; kept across promotions in ``run``),
+    the parameter count and the training time."""
+    run.best_val_loss = min([run.best_val_loss, *(point["val_loss"] for point in curve)])
+    metrics = dict(last)
+    if math.isfinite(run.best_val_loss):
+        metrics["best_val_loss"] = run.best_val_loss
+    metrics["params"] = float(sum(p.numel() for p in model.parameters()))
+    metrics["train_seconds"] = seconds
+    return metrics
+
+
 def _shape_like(out: torch.Tensor, data: Data) -> torch.Tensor:
     if data.task == "regression" and data.y_train.dim() == 1 and out.dim() == 2 and out.shape[1] == 1:
         return out[:, 0]
@@ -214,13 +233,16 @@ class _Run:
         self.epoch = 0.0  # progress in epochs of the full training set
         self.position = 0
         self.order: torch.Tensor | None = None
+        self.best_val_loss = math.inf
 
     def load(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self.steps, self.seen, self.position = int(state["steps"]), int(state["seen"]), int(state["position"])
         self.epoch = float(state["epochs"])
         self.order = state.get("order")
+        self.best_val_loss = float(state.get("best_val_loss", math.inf))
 
     def dump(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), "steps": self.steps, "seen": self.seen, "epochs": self.epoch,
-                "position": self.position, "order": None if self.order is None else self.order.cpu()}
+                "position": self.position, "order": None if self.order is None else self.order.cpu(),
+                "best_val_loss": self.best_val_loss}
