@@ -19,8 +19,9 @@ from nasforge.registry import add_module_dirs, import_object, module_dir
 from nasforge.space.space import Space
 from nasforge.spaces import SPACES
 from nasforge.store.sqlite import DB_NAME, SQLiteStore
-from nasforge.study import Study
+from nasforge.study import Study, StudyLock
 from nasforge.train.data import Data
+from nasforge.train.evaluator import trial_parameters
 from nasforge.train.trainer import SupervisedTrainer
 from nasforge.types import Constraint, Objective
 
@@ -38,7 +39,7 @@ class Objects:
         self.space, self.data, self.evaluate, self.strategy, self.scheduler = space, data, evaluate, strategy, scheduler
 
 
-def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = None) -> Study:
+def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = None, lock: StudyLock | None = None) -> Study:
     objects = objects or Objects()
     data = objects.data if objects.data is not None else load_dataset({"name": cfg.dataset.name, **cfg.dataset.args})
     space_fn = objects.space or SPACES.get(cfg.space.name)
@@ -76,7 +77,7 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
                  executor_factory=executor_factory, objective=_objective(cfg),
                  seed=cfg.seed, max_budget=cfg.budget, max_trials=cfg.trials,
-                 keep_checkpoints=cfg.keep_checkpoints, repeats=cfg.repeats)
+                 keep_checkpoints=cfg.keep_checkpoints, repeats=cfg.repeats, lock=lock)
 
 
 def _check_reported(cfg: StudyConfig, reported: tuple[str, ...], task: str) -> None:
@@ -100,7 +101,14 @@ def _user_evaluator(path: str, args: dict[str, Any]) -> Callable[..., Any]:
             raise ConfigError(f"evaluator {path!r}: {exc}") from exc
     if not callable(target):
         raise ConfigError(f"evaluator {path!r} is a {type(target).__name__}, not a function or class")
-    return functools.partial(target, **args) if args else target
+    evaluator = functools.partial(target, **args) if args else target
+    try:
+        inspect.signature(evaluator).bind(None, None, None, None, **dict.fromkeys(trial_parameters(evaluator)))
+    except TypeError:
+        raise ConfigError(f"evaluator {path!r} cannot be called as evaluate(model, data, budget, state)") from None
+    except ValueError:  # a builtin without a signature: the call will tell
+        pass
+    return evaluator
 
 
 def _hardware(cfg: StudyConfig, data: Any) -> HardwareSettings | None:
@@ -126,15 +134,33 @@ def create_study(cfg: StudyConfig, directory: Path | None = None, objects: Objec
     """A new study in a new (or empty) directory. ``resumable`` is None when the config alone can
     rebuild the study (``nasforge resume``), else the reason why not."""
     directory = Path(directory or cfg.out or default_out_dir(cfg))
-    if (directory / DB_NAME).exists() and SQLiteStore(directory).count() > 0:
-        raise ConfigError(f"{str(directory)!r} already holds a study; continue it with `nasforge resume {directory}` "
-                          f"or choose another --out")
-    study = build_study(cfg, directory, objects)
-    study.store.set_meta("config", cfg.model_dump(mode="json"))
-    study.store.set_meta("module_dirs", _user_module_dirs(cfg))
-    study.store.set_meta("resumable", resumable)
-    (directory / "config.yaml").write_text(dump_yaml(cfg.model_dump(mode="json")))
+    _check_new_study_directory(directory)
+    lock = StudyLock(directory).acquire()  # before anything is written: a concurrent search loses cleanly
+    try:
+        if (directory / DB_NAME).exists() and SQLiteStore(directory).count() > 0:  # ours to open: the lock is held
+            raise ConfigError(f"{str(directory)!r} already holds a study; continue it with `nasforge resume {directory}` "
+                              f"or choose another --out")
+        study = build_study(cfg, directory, objects, lock)
+        study.store.set_meta("config", cfg.model_dump(mode="json"))
+        study.store.set_meta("module_dirs", _user_module_dirs(cfg))
+        study.store.set_meta("resumable", resumable)
+        (directory / "config.yaml").write_text(dump_yaml(cfg.model_dump(mode="json")))
+    except BaseException:
+        lock.release()
+        raise
     return study
+
+
+def _check_new_study_directory(directory: Path) -> None:
+    """A study is written into a new or empty directory (or one holding a study, refused above
+    with a hint to resume), never among someone's files."""
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--out {str(directory)!r} is a file; give a new or empty directory")
+    if directory.is_dir() and not (directory / DB_NAME).exists():
+        others = sorted(p.name for p in directory.iterdir() if p.name != ".lock")
+        if others:
+            raise ConfigError(f"--out {str(directory)!r} is not empty ({', '.join(others[:3])}"
+                              f"{', ...' if len(others) > 3 else ''}); a study needs a new or empty directory")
 
 
 def _user_module_dirs(cfg: StudyConfig) -> list[str]:
@@ -146,7 +172,7 @@ def _user_module_dirs(cfg: StudyConfig) -> list[str]:
 
 
 def stored_config(directory: str | Path) -> tuple[StudyConfig, str | None]:
-    store = SQLiteStore(directory, create=False)
+    store = SQLiteStore(directory, read_only=True)
     try:
         data = store.get_meta("config")
         reason = store.get_meta("resumable")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line(value: Any) -> str:
+    """An error as one line of plain text: control characters (newlines, ANSI escapes) escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(value))
+
+
+def safe(value: Any) -> str:
+    from nasforge.report.leaderboard import terminal_safe
+    return terminal_safe(value)
+
+
 def _console() -> Any:
     from rich.console import Console
     return Console()
@@ -73,20 +84,20 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
     console = _console()
     data = study.data.summary() if hasattr(study.data, "summary") else (
         "none (the evaluator brings its own)" if study.data is None else type(study.data).__name__)
-    from rich.markup import escape
-    console.print(f"study: [bold]{escape(str(study.directory))}[/]   space: {escape(study.space.name)}   data: {escape(data)}")
+    console.print(f"study: [bold]{safe(study.directory)}[/]   space: {safe(study.space.name)}   data: {safe(data)}")
     if quiet:
         study.run()
         return
     metric = study.objective.metric
-    with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+    unit = "trials" if total == study.max_trials else "jobs"  # multi-fidelity: a promotion is a job of its own
+    with Progress(TextColumn(f"[bold]{unit}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
                   TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"), console=console, transient=False) as bar:
         done = sum(1 for t in study.store.trials() if t.state.finished or t.state.value == "paused")
         task = bar.add_task("search", total=max(total, done), completed=done, best="", eta="-:--:--")
 
         def on_trial_end(st: Any, trial: Any) -> None:
             best = st.best
-            text = f"best {metric} {best.metrics.get(metric, float('nan')):.4f} (trial {best.id})" if best else ""
+            text = f"best {safe(metric)} {best.metrics.get(metric, float('nan')):.4f} (trial {best.id})" if best else ""
             progress = bar.tasks[0]
             completed = progress.completed + 1
             bar.update(task, completed=completed, best=text,
@@ -112,14 +123,14 @@ def _summary(study: Any) -> None:
     console.print(leaderboard_table(trials, study.objective.metric))
     failed = [t for t in trials if t.state.value == "failed"]
     if failed:
-        console.print(f"[yellow]{len(failed)} trial(s) failed[/]; first error: {failed[0].error}")
+        console.print(f"[yellow]{len(failed)} trial(s) failed[/]; first error: {safe(failed[0].error)}")
     best = study.best
     if best is None:
         console.print("[red]no trial succeeded[/]")
         return
-    console.print(f"best architecture (trial {best.id}, {study.objective.metric} = {best.metrics[study.objective.metric]:.4f}):")
+    console.print(f"best architecture (trial {best.id}, {safe(study.objective.metric)} = {best.metrics[study.objective.metric]:.4f}):")
     console.print_json(json.dumps(best.arch))
-    console.print(f"next: nasforge status {study.directory}   |   nasforge export {study.directory}")
+    console.print(f"next: nasforge status {safe(study.directory)}   |   nasforge export {safe(study.directory)}")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -134,6 +145,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     _run_study(study, args.quiet, study.expected_jobs())
     _console().print(f"finished in {time.perf_counter() - start:.1f}s")
+    count = study.store.count()
+    if study.strategy.exhausted and count < cfg.trials:
+        _console().print(f"the search ended after {count} of {cfg.trials} trials: the strategy had no new architecture "
+                         f"to propose (each is evaluated once; `repeats: true` evaluates repeats)")
     _summary(study)
     return 0
 
@@ -150,7 +165,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from nasforge.report.leaderboard import leaderboard_table, status_json
     from nasforge.store.sqlite import SQLiteStore
     from nasforge.study import best_trial, driver_running
-    store = SQLiteStore(args.directory, create=False)
+    store = SQLiteStore(args.directory, read_only=True)
     trials = store.trials()
     objective = store.get_meta("objective") or {"metric": "val_loss", "mode": "min"}
     meta = {"directory": str(args.directory), "finished": store.get_meta("finished_at") is not None,
@@ -160,8 +175,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     console = _console()
     counts = status_json(trials, objective, meta)["counts"]  # type: ignore[arg-type]
-    console.print(f"study {args.directory}: {len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
+    console.print(f"study {safe(args.directory)}: {len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
                   f"{_progress_word(meta)}")
+    if store.damaged:
+        console.print(f"[yellow]damaged, not shown:[/] {safe('; '.join(store.damaged[:3]))}"
+                      f"{f' (and {len(store.damaged) - 3} more)' if len(store.damaged) > 3 else ''}")
     console.print(leaderboard_table(trials, objective["metric"], args.top))  # type: ignore[index]
     best = best_trial(trials)
     if best:
@@ -175,7 +193,7 @@ def _progress_word(meta: dict[str, Any]) -> str:
         return "running now"
     if meta["finished"]:
         return "finished"
-    return f"stopped before the end: `nasforge resume {meta['directory']}` continues it"
+    return f"stopped before the end: `nasforge resume {safe(meta['directory'])}` continues it"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -239,7 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nasforge.datasets import DATASETS
         return _list(DATASETS)
     except NasforgeError as exc:
-        print(f"nasforge: error: {exc}", file=sys.stderr)
+        print(f"nasforge: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except sqlite3.DatabaseError as exc:  # a page of study.db is damaged
+        where = getattr(args, "directory", None) or "the study"
+        print(f"nasforge: error: the database of {one_line(where)} is damaged ({one_line(exc)}); "
+              f"`sqlite3 study.db .recover` may save what can be read", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         where = getattr(args, "directory", None) or "DIR"

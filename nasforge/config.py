@@ -7,7 +7,7 @@ Every component (space, dataset, strategy, scheduler) is written either as a nam
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,12 +25,66 @@ from nasforge.types import KNOWN_MODES
 DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "default.yaml"
 # libyaml's parser and emitter where PyYAML has them: a config reads in 0.13 ms instead of 1.1
 # and writes in 0.2 instead of 0.9 (a search does both once), with the same results.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 100_000  # after aliases are expanded: a "billion laughs" file is refused
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """YAML 1.2's core types (YAML 1.1 read ``yes`` as true and ``1:20`` as 80) and no duplicate
+    keys (1.1 keeps the last one silently)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line {line})",
+                                                        key_node.start_mark)
+            seen.add(key) if isinstance(key, (str, int, float, bool)) else None
+        return super().construct_mapping(node, deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
+                                                              "tag:yaml.org,2002:float")]
+    for first, resolvers in _BASE_LOADER.yaml_implicit_resolvers.items()}
+for _tag, _pattern, _first in (
+        ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+        ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+        ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+.0123456789")):
+    _Loader.add_implicit_resolver(_tag, __import__("re").compile(_pattern), list(_first))
+
+
+def _expanded_size(value: Any, memo: dict[int, int] | None = None) -> int:
+    """How many values ``value`` holds once every alias is expanded (memoised per object, so a
+    file of nested aliases is counted without expanding it)."""
+    memo = {} if memo is None else memo
+    if not isinstance(value, (dict, list)):
+        return 1
+    if id(value) not in memo:
+        memo[id(value)] = 0  # a recursive alias counts once
+        items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+        memo[id(value)] = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in items)
+    return memo[id(value)]
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A bounded repr for error messages: what a user's input was, never all of it."""
+    import reprlib
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = r.maxlong = limit
+    r.maxlist = r.maxdict = 5
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: `true` is no count and "3" no number; no infinite or NaN float anywhere
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 class Component(_Strict):
@@ -44,6 +98,8 @@ class Component(_Strict):
             return {"name": value}
         if isinstance(value, dict) and "name" in value:
             extra = {k: v for k, v in value.items() if k not in ("name", "args")}
+            if not isinstance(value.get("args") or {}, dict):
+                raise ValueError(f"args must be a mapping of argument names to values, got {shown(value['args'])}")
             args = dict(value.get("args") or {})
             overlap = set(extra) & set(args)
             if overlap:
@@ -105,7 +161,7 @@ class HardwareConfig(_Strict):
     device: str = "cpu"
     repeats: int = Field(30, ge=3)
     min_seconds: float = Field(1.0, ge=0)  # each measurement runs at least this long (to meet an undisturbed phase)
-    input_shape: list[int] | None = None  # one sample's shape; default: the dataset's
+    input_shape: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)  # one sample's shape; default: the dataset's
 
 
 class StudyConfig(_Strict):
@@ -120,11 +176,28 @@ class StudyConfig(_Strict):
     hardware: HardwareConfig | None = None  # set it to measure latency, params and FLOPs of every trial
     trials: int = Field(20, ge=1)
     budget: float = Field(30, gt=0)  # the most epochs one trial trains for
-    workers: int = Field(1, ge=1)
-    seed: int = 0
+    workers: int = Field(1, ge=1, le=256)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     keep_checkpoints: int = Field(5, ge=1)  # complete trials whose weights stay on disk (the best ones)
     repeats: bool = False  # evaluate an architecture again when it is proposed again (noisy objectives)
     out: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trainer_reports_the_objective(cls, value: Any) -> Any:
+        """Without an evaluator the metrics are the built-in trainer's: a misspelt one is named
+        as such (before any question of its direction)."""
+        objective = value.get("objective") if isinstance(value, dict) else None
+        metric = objective.get("metric") if isinstance(objective, dict) else None
+        if isinstance(value, dict) and value.get("evaluator") is None and isinstance(metric, str):
+            from nasforge.execution.worker import HARDWARE_METRICS
+            from nasforge.train.trainer import SupervisedTrainer
+            reported = dict.fromkeys(SupervisedTrainer.metric_names("classification")
+                                     + SupervisedTrainer.metric_names("regression") + HARDWARE_METRICS)
+            if metric not in reported:
+                raise ValueError(f"objective metric {metric!r} is not one the built-in trainer reports; it reports: "
+                                 f"{', '.join(reported)} (latency, params and flops with a hardware section)")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -187,8 +260,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         else:
             msg = str(e["msg"]).removeprefix("Value error, ")
             got = e.get("input")
-            shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-            lines.append(f"{where}: {msg}{shown}")
+            quoted = f" (got {shown(got)})" if got is not None and not isinstance(got, dict) else ""
+            lines.append(f"{where}: {msg}{quoted}")
     return f"invalid config {source}: " + "; ".join(lines)
 
 
@@ -208,16 +281,27 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(f"config file not found: {str(file)!r}")
     try:
-        data = yaml.load(file.read_text(), Loader=_LOADER)
+        raw = file.read_bytes()
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config {file} is {len(raw):,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
+        data = yaml.load(raw.decode("utf-8"), Loader=_Loader)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {file} is not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"config {file} is not valid YAML{where}: {problem}") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"config {file} holds a value nasforge cannot read: {shown(str(exc))}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {file}: the top level must be a mapping of keys, got {type(data).__name__}")
+    if _expanded_size(data) > MAX_CONFIG_VALUES:
+        raise ConfigError(f"config {file} expands to more than {MAX_CONFIG_VALUES:,} values (nested YAML aliases?)")
     return data
 
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.base import Executor, Job, JobEvent
-from nasforge.execution.worker import load_checkpoint
+from nasforge.execution.worker import HARDWARE_METRICS, load_checkpoint
 from nasforge.heap import frozen_heap, reuse_freed_memory
 from nasforge.schedulers.base import Decision, Resume, Scheduler, Start
 from nasforge.space.space import Space
@@ -38,30 +38,59 @@ from nasforge.types import Objective, Result, TrialState
 
 TrialCallback = Callable[["Study", Trial], None]
 _STATE_KEY = "scheduler_state"
+STOPPED_KEY = "stopped_by_config"  # the config mistake a result revealed: resuming would repeat it
 
 
 def trial_seed(seed: int, trial_id: int) -> int:
     return int(np.random.SeedSequence([seed, trial_id]).generate_state(1)[0])
 
 
-@contextlib.contextmanager
-def directory_lock(directory: Path) -> Iterator[None]:
+class StudyLock:
     """One driver per study directory at a time. A POSIX record lock belongs to this process
-    alone (forked workers do not inherit it), and the OS drops it when the process dies."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+") as fh:
+    alone (forked workers do not inherit it), and the OS drops it when the process dies. Taken
+    before anything is written to the study, so the loser of a race writes nothing."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self._fh: Any = None
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
+    def acquire(self) -> "StudyLock":
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fh = open(self.directory / ".lock", "a+")
+        except OSError as exc:
+            raise StoreError(f"Cannot use {str(self.directory)!r} as a study directory: {exc.strerror or exc}") from None
         try:
             fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise StoreError(f"The study in {str(directory)!r} is being run by another process") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        try:
-            yield
-        finally:
+            fh.close()
+            raise StoreError(f"The study in {str(self.directory)!r} is being run by another process") from None
+        with contextlib.suppress(OSError):  # the pid is a courtesy for people looking
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
             fcntl.lockf(fh, fcntl.LOCK_UN)
+            fh.close()
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    lock = StudyLock(directory).acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def driver_running(directory: Path) -> bool:
@@ -82,13 +111,15 @@ class Study:
     def __init__(self, *, directory: str | Path, space: Space, data: Any, evaluator: Callable[..., Any],
                  strategy: Strategy, scheduler: Scheduler, executor_factory: Callable[[], Executor],
                  objective: Objective = Objective(), seed: int = 0, max_budget: float = 30,
-                 max_trials: int | None = None, keep_checkpoints: int = 5, repeats: bool = False):
+                 max_trials: int | None = None, keep_checkpoints: int = 5, repeats: bool = False,
+                 lock: StudyLock | None = None):
         self.directory = Path(directory)
+        self._lock = lock  # held already when the study was created (see api.create_study)
         self.store = SQLiteStore(self.directory)
         self.space, self.data, self.evaluator = space, data, evaluator
         self.objective, self.seed = objective, int(seed)
         self.max_budget, self.max_trials = max_budget, max_trials
-        self.strategy = Canonical(strategy, space.canonical, walk=space.walk, repeats=repeats)
+        self.strategy = Canonical(strategy, space.fill, walk=space.walk, repeats=repeats)
         self.scheduler = scheduler
         self.executor_factory = executor_factory
         self._set_up = False
@@ -104,6 +135,10 @@ class Study:
         """Record the schema and restore the search state (``run`` does this itself)."""
         if self._set_up:
             return
+        stopped = self.store.get_meta(STOPPED_KEY)
+        if stopped:
+            raise ConfigError(f"this study was stopped by a mistake in its config, which resuming would repeat: "
+                              f"{stopped}; fix the config and start a new search")
         stored = self.store.get_meta("schema")
         if stored is not None:
             from nasforge.space.schema import Schema
@@ -115,7 +150,11 @@ class Study:
         self.scheduler.setup(self.strategy, self.max_budget, self.max_trials, scheduler_rng)
         state = self.store.get_meta(_STATE_KEY)
         if state is not None:
-            self.scheduler.load_state_dict(state)  # type: ignore[arg-type]
+            try:
+                self.scheduler.load_state_dict(state)  # type: ignore[arg-type]
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+                raise StoreError(f"the study's search state ({_STATE_KEY} in {self.store.path}) is damaged "
+                                 f"({type(exc).__name__}: {str(exc)[:80]}); it cannot be resumed") from None
             self.strategy.remember((t.arch, _latest_result(t)) for t in self.store.trials())
         self.store.set_meta("seed", self.seed)
         constraint = self.objective.constraint
@@ -141,7 +180,10 @@ class Study:
     # --- the loop ----------------------------------------------------------------------------
     def run(self, on_trial_end: TrialCallback | None = None) -> "Study":
         reuse_freed_memory()
-        with directory_lock(self.directory), frozen_heap():
+        lock = self._lock if self._lock is not None and self._lock.held else StudyLock(self.directory).acquire()
+        self._lock = None
+        with contextlib.ExitStack() as stack, frozen_heap():
+            stack.callback(lock.release)
             self.prepare()
             executor = self._executor = self.executor_factory()
             # Strategies may hold asks back until results arrive, but never below real parallelism.
@@ -226,6 +268,7 @@ class Study:
         for relative in dropped:
             self._drop_checkpoint(relative)
         if self._misconfigured is not None:
+            self.store.set_meta(STOPPED_KEY, str(self._misconfigured))
             raise self._misconfigured
         for trial in trials:
             on_trial_end(self, trial)  # type: ignore[misc]
@@ -309,9 +352,10 @@ def missing_metric(objective: Objective, metrics: dict[str, float]) -> str | Non
     needed = [objective.metric] + ([objective.constraint.metric] if objective.constraint else [])
     for name in needed:
         if name not in metrics:
-            role = "the objective" if name == objective.metric else "the constraint"
-            return (f"the evaluator returned no {name!r} metric, which {role} needs; it returned: "
-                    f"{', '.join(sorted(metrics)) or 'no metrics'} (set the {role}'s metric to one of them)")
+            role = "objective" if name == objective.metric else "constraint"
+            hint = " or add a hardware section, which measures it" if name in HARDWARE_METRICS else ""
+            return (f"the evaluator returned no {name!r} metric, which the {role} needs; it returned: "
+                    f"{', '.join(sorted(metrics)) or 'no metrics'} (set the {role}'s metric to one of them{hint})")
     return None
 
 
@@ -348,7 +392,8 @@ def load_trained_model(space: Space, directory: Path, trial: Trial, evaluator: C
     elif path is not None:
         raise StoreError(f"the checkpoint of trial {trial.id} is missing ({path}); pass the evaluator to train it again")
     else:
-        state = {}
+        raise StoreError(f"trial {trial.id} has no trained weights: its evaluator returned no state to keep (return "
+                         f"nasforge.EvalResult(metrics, state={{'model': model.state_dict()}}) to keep them)")
     if "model" in state:
         model.load_state_dict(state["model"])
     model.eval()

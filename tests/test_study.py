@@ -128,7 +128,9 @@ def test_two_workers_give_the_same_results_as_one(tmp_path, split_every_poll):
         assert p.loss == pytest.approx(s.loss, rel=1e-4)
 
 
-def test_a_study_directory_is_locked_while_running(tmp_path):
+def test_a_study_directory_is_locked_while_running_and_the_loser_writes_nothing(tmp_path):
+    """A search that finds the directory's lock held (another search running there) exits
+    without writing its config, seed or objective into the other's study."""
     import subprocess
     import sys
     holder = subprocess.Popen(
@@ -138,11 +140,13 @@ def test_a_study_directory_is_locked_while_running(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(StoreError, match="another process"):
-            nasforge.search(out=tmp_path, budget=1, trials=1)
+            nasforge.search(out=tmp_path, budget=1, trials=1, seed=7)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
     finally:
         holder.kill()
         holder.wait()
-    nasforge.resume(tmp_path)  # the lock dies with its process; the study made from names resumes
+    study = nasforge.search(out=tmp_path, budget=1, trials=1, seed=8)  # the lock dies with its process
+    assert study.store.get_meta("seed") == 8
 
 
 def test_user_space_and_regression(tmp_path):

@@ -45,6 +45,12 @@ def load_dataset(spec: str | dict[str, Any] | Data) -> Data | None:
         return loader(**args)
     except FileNotFoundError as exc:
         raise DataError(f"dataset {name!r}: file not found: {exc.filename or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"dataset {name!r}: the file is not UTF-8 text (byte {exc.start})") from exc
+    except (ConfigError, DataError):
+        raise
+    except (ValueError, TypeError, OSError) as exc:  # what a loader or the libraries under it say of bad input
+        raise DataError(f"dataset {name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
 
 def _check_args(name: str, loader: Any, args: dict[str, Any]) -> None:

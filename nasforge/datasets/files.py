@@ -54,12 +54,18 @@ def csv(path: str, label: str, task: str = "auto", val_fraction: float = 0.33, s
         raise DataError(f"{file}: only {len(rows)} data rows; need at least 4 to split train and validation")
     li = header.index(label)
     features = [i for i in range(len(header)) if i != li]
+    if not features:
+        raise DataError(f"{file}: no feature columns besides the label {label!r}")
     x = np.empty((len(rows), len(features)), dtype=np.float64)
     for j, col in enumerate(features):
         try:
             x[:, j] = [float(row[col]) for row in rows]
         except ValueError:
             raise DataError(f"{file}: feature column {header[col]!r} is not numeric; nasforge reads numeric features (encode it first)") from None
+        infinite = np.flatnonzero(~np.isfinite(x[:, j]))
+        if len(infinite):
+            raise DataError(f"{file}: feature column {header[col]!r} holds {x[infinite[0], j]} in row {infinite[0] + 2}; "
+                            f"features must be finite numbers")
     y_raw = np.array([row[li].strip() for row in rows], dtype=object)
     blank = [i + 2 for i, value in enumerate(y_raw) if not value]
     if blank:
@@ -72,6 +78,8 @@ def csv(path: str, label: str, task: str = "auto", val_fraction: float = 0.33, s
     if kind == "regression" and y_num is None:
         raise DataError(f"{file}: label column {label!r} holds text, but regression targets must be numbers")
     y = y_num if y_num is not None else y_raw.astype(str)
+    if kind == "classification" and len(np.unique(y)) < 2:
+        raise DataError(f"{file}: label column {label!r} holds a single class ({str(y[0])!r}); classification needs two or more")
     return _finish(file.stem, kind, x, y, val_fraction, seed, scaling, stratify)
 
 

@@ -11,8 +11,10 @@ SCALINGS = ("minmax", "standard", "none")
 
 
 def split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int, stratify: bool) -> tuple[np.ndarray, ...]:
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"Invalid val_fraction: {val_fraction} (must be between 0 and 1)")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"Invalid val_fraction: {val_fraction!r:.40} (must be a number between 0 and 1)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"Invalid seed: {seed!r:.40} (must be an int in [0, 2**32))")
     strat = y if stratify and _stratifiable(y, val_fraction) else None
     return tuple(train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=strat))
 

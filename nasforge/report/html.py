@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nasforge.errors import StoreError
-from nasforge.report.leaderboard import arch_summary, ranked
+from nasforge.report.leaderboard import arch_summary, metric_columns, ranked
 from nasforge.report.pareto import PARETO_META_KEY, pareto_metrics, pareto_trials
 from nasforge.store.base import Trial
 from nasforge.store.sqlite import SQLiteStore
@@ -45,7 +45,7 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
     """Write the report of the study in ``directory`` to ``out`` (default ``DIR/report.html``)
     and return its path. Raises :class:`StoreError` when there is no study there."""
     directory = Path(directory)
-    store = SQLiteStore(directory, create=False)
+    store = SQLiteStore(directory, read_only=True)
     try:
         page = render_report(store, directory)
     finally:
@@ -144,10 +144,12 @@ def _leaderboard(trials: list[Trial], metric: str) -> str:
     best = ranked(trials)[:LEADERBOARD_TOP]
     if not best:
         return '<h2>Leaderboard</h2><p class="muted">No trial has a result yet.</p>'
-    rows = [(t.id, [str(t.id), escape(t.state.value), _fmt(t.metrics.get(metric)), _fmt(t.metrics.get("val_accuracy"), 3),
-                    f"{t.budget_used:g}", _fmt(t.metrics.get("params")), escape(arch_summary(t.arch, limit=160))])
+    columns = metric_columns(best, metric, limit=4)  # the metrics these trials have, the evaluator's own too
+    rows = [(t.id, [str(t.id), escape(t.state.value), _fmt(t.metrics.get(metric)), *(_fmt(t.metrics.get(c)) for c in columns),
+                    f"{t.budget_used:g}", escape(arch_summary(t.arch, limit=160))])
             for t in best]
-    table = _table("leaderboard", ["trial", "state", metric, "val_acc", "epochs", "params", "architecture"], rows, (1, 6))
+    header = ["trial", "state", metric, *columns, "epochs", "architecture"]
+    table = _table("leaderboard", header, rows, (1, len(header) - 1))
     return f"<h2>Leaderboard (top {len(best)} of {len(trials)} trials)</h2>{table}"
 
 

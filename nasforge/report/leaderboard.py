@@ -1,6 +1,7 @@
 """Leaderboard and status summaries read from a study's store."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -14,6 +15,17 @@ def ranked(trials: list[Trial]) -> list[Trial]:
     """Trials with a result, best first: complete ones by loss, then the rest by budget and loss."""
     scored = [t for t in trials if t.loss is not None and t.state is not TrialState.FAILED]
     return sorted(scored, key=lambda t: (t.state is not TrialState.COMPLETE, -t.budget_used, t.loss, t.id))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(value: Any) -> str:
+    """Text from user code (an option, an error) as the terminal should show it: control
+    characters (ANSI escapes) made visible and rich's markup escaped, so it is printed, never
+    obeyed."""
+    from rich.markup import escape
+    return escape(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value)))
 
 
 def arch_summary(arch: dict[str, Any], limit: int = 60) -> str:
@@ -50,7 +62,7 @@ def status_json(trials: list[Trial], objective: dict[str, Any] | None, meta: dic
 
 
 _PREFERRED = ("val_accuracy", "val_loss", "latency_ms", "params", "flops")
-_HIDDEN = ("epoch", "train_seconds", "train_loss", "latency_median_ms", "latency_spread")
+_HIDDEN = ("epoch", "train_seconds", "train_loss", "best_val_loss", "latency_median_ms", "latency_spread")
 
 
 def metric_columns(trials: list[Trial], metric: str, limit: int = 3) -> list[str]:
@@ -71,14 +83,13 @@ def _cell(value: float | None) -> str:
 
 def leaderboard_table(trials: list[Trial], metric: str, top: int = 10) -> Any:
     from rich.table import Table
-    from rich.text import Text
     best = ranked(trials)[:top]
     columns = metric_columns(best, metric)
     table = Table(title=f"Leaderboard (top {len(best)} of {len(trials)} trials)")
     for col in ("trial", "state", metric, *columns, "epochs"):
-        table.add_column(col, justify="left" if col == "state" else "right", no_wrap=True)
+        table.add_column(terminal_safe(col), justify="left" if col == "state" else "right", no_wrap=True)
     table.add_column("architecture", overflow="fold", min_width=24)
     for t in best:
         table.add_row(str(t.id), t.state.value, f"{t.metrics.get(metric, float('nan')):.4f}",
-                      *(_cell(t.metrics.get(c)) for c in columns), f"{t.budget_used:g}", Text(arch_summary(t.arch)))
+                      *(_cell(t.metrics.get(c)) for c in columns), f"{t.budget_used:g}", terminal_safe(arch_summary(t.arch)))
     return table

@@ -98,6 +98,17 @@ class Space:
         self.walk(fill)
         return dict(fill.values)
 
+    def fill(self, values: ArchDict, rng: np.random.Generator) -> tuple[ArchDict, Exception | None]:
+        """As :meth:`canonical`, but a space that raises part-way (it rejects the combination)
+        gives the decisions made up to there and the exception, instead of raising: the study
+        records such an architecture as a failed trial (building it raises the same error)."""
+        fill = FillArch(values, rng)
+        try:
+            self.walk(fill)
+        except Exception as exc:  # noqa: BLE001 - the user's space rejected these values
+            return dict(fill.values), exc
+        return dict(fill.values), None
+
     def sample(self, rng: np.random.Generator) -> ArchDict:
         return self.canonical({}, rng)
 

@@ -56,33 +56,63 @@ def dumps(value: Any) -> str:
 class SQLiteStore:
     """See :mod:`nasforge.store.base` for the contract."""
 
-    def __init__(self, directory: str | Path, *, create: bool = True):
+    def __init__(self, directory: str | Path, *, create: bool = True, read_only: bool = False):
+        """``create``: make the study if there is none (a new search); else it must exist.
+        ``read_only`` (status, report): never write, not even the file's journal mode, so a
+        reader cannot disturb a writer; a busy database is waited for (30 s)."""
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
-        if not self.path.exists():
-            if not create:
-                raise StoreError(f"No study at {str(self.directory)!r} (no {DB_NAME} there)")
+        self.read_only = read_only
+        self.damaged: list[str] = []  # rows that could not be read (what is damaged, for the user)
+        exists = self.path.exists()
+        if not exists and (not create or read_only):
+            raise StoreError(f"No study at {str(self.directory)!r} (no {DB_NAME} there)")
+        wal = self.path.with_name(DB_NAME + "-wal")  # in WAL mode the data may all sit there, before a checkpoint
+        if (exists and (read_only or not create) and self.path.stat().st_size == 0
+                and not (wal.exists() and wal.stat().st_size > 0)):  # a new search may take an empty file over
+            raise StoreError(f"{self.path} is empty (0 bytes): not a nasforge study, or one cut short before its "
+                             f"first write")
+        if not exists:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # e.g. the path is a file
                 raise StoreError(f"Cannot create a study directory at {str(self.directory)!r}: {exc}") from exc
+        self._db = self._connect()
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        except sqlite3.Error as exc:
-            raise StoreError(f"Cannot open {self.path}: {exc}") from exc
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
-            self._db.executescript(_DDL)
+            if not read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+                self._db.executescript(_DDL)
+            version = self.get_meta("schema_version")
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise StoreError(f"{self.path} is read-only here; status and report can read it, a search cannot "
+                                 f"continue it") from None
+            raise StoreError(f"{self.path} cannot be read: {exc}") from None
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise StoreError(f"{self.path} is not a nasforge study database: {exc}") from exc
+            raise StoreError(f"{self.path} is not a nasforge study database, or is damaged: {exc}") from None
         self._depth = 0
-        version = self.get_meta("schema_version")
-        if version is None:
+        if version is None and not read_only:
             self.set_meta("schema_version", SCHEMA_VERSION)
+        elif version is None:
+            raise StoreError(f"{self.path} is not a nasforge study database (no schema version)")
         elif version != SCHEMA_VERSION:
             raise StoreError(f"{self.path} has store schema version {version}; this nasforge reads version {SCHEMA_VERSION}")
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if not self.read_only:
+                return sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            import os
+            # In a directory this process cannot write, SQLite cannot make the WAL index a reader
+            # needs: read the file as it is (nothing can be writing it there).
+            mode = "ro" if os.access(self.directory, os.W_OK) else "ro&immutable=1"
+            return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None,
+                                   timeout=30.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open {self.path}: {exc}") from exc
 
     # --- transactions ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -178,14 +208,30 @@ class SQLiteStore:
     def _trial(self, row: tuple[Any, ...], rungs: list[dict[str, Any]]) -> Trial:
         (tid, state, arch, budget, used, metrics, loss, seed, error, parent, created, started, finished, duration,
          checkpoint) = row
-        return Trial(tid, TrialState(state), json.loads(arch), budget, used, json.loads(metrics), loss, seed, error,
-                     parent, created, started, finished, duration, checkpoint, rungs)
+        try:
+            return Trial(tid, TrialState(state), json.loads(arch), budget, used, json.loads(metrics), loss, seed, error,
+                         parent, created, started, finished, duration, checkpoint, rungs)
+        except ValueError as exc:  # bad JSON, an unknown state
+            raise StoreError(f"trial {tid} in {self.path} is damaged: {str(exc)[:120]}") from None
 
     def trial(self, trial_id: int) -> Trial:
         row = self._exec(f"SELECT {self._COLUMNS} FROM trials WHERE id = ?", (trial_id,)).fetchone()
         if row is None:
             raise StoreError(f"No trial {trial_id} in {self.path}")
         return self._trial(row, self._rungs(trial_id).get(trial_id, []))
+
+    def _readable(self, rows: Iterable[tuple[Any, ...]], rungs: dict[int, list[dict[str, Any]]]) -> list[Trial]:
+        """The trials that can be read; a damaged row is named in ``damaged`` (a read-only store
+        shows the rest; a writer refuses to go on over damage)."""
+        out = []
+        for row in rows:
+            try:
+                out.append(self._trial(row, rungs.get(row[0], [])))
+            except StoreError as exc:
+                if not self.read_only:
+                    raise
+                self.damaged.append(str(exc))
+        return out
 
     def trials(self, states: Iterable[TrialState] | None = None) -> list[Trial]:
         sql = f"SELECT {self._COLUMNS} FROM trials"
@@ -194,8 +240,7 @@ class SQLiteStore:
             values = [TrialState(s).value for s in states]
             sql += f" WHERE state IN ({', '.join('?' * len(values))})"
             params = tuple(values)
-        rungs = self._rungs()
-        return [self._trial(row, rungs.get(row[0], [])) for row in self._exec(sql + " ORDER BY id", params)]
+        return self._readable(self._exec(sql + " ORDER BY id", params), self._rungs())
 
     def _rungs(self, trial_id: int | None = None) -> dict[int, list[dict[str, Any]]]:
         """Rungs by trial: one trial's, or every trial's."""
@@ -204,13 +249,22 @@ class SQLiteStore:
             sql, params = sql + " WHERE trial_id = ?", (trial_id,)
         out: dict[int, list[dict[str, Any]]] = {}
         for tid, budget, metrics, loss, finished in self._exec(sql + " ORDER BY trial_id, budget", params):
-            out.setdefault(tid, []).append({"budget": budget, "loss": loss, "metrics": json.loads(metrics),
+            out.setdefault(tid, []).append({"budget": budget, "loss": loss, "metrics": self._json(metrics, f"trial {tid}'s rung"),
                                             "finished_at": finished})
         return out
 
+    def _json(self, text: str, what: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            if not self.read_only:
+                raise StoreError(f"{what} in {self.path} is damaged (not JSON)") from None
+            self.damaged.append(f"{what} is damaged (not JSON)")
+            return {}
+
     def curve(self, trial_id: int) -> list[Metrics]:
         rows = self._exec("SELECT metrics FROM curves WHERE trial_id = ? ORDER BY step", (trial_id,))
-        return [json.loads(m) for (m,) in rows]
+        return [self._json(m, f"trial {trial_id}'s curve") for (m,) in rows]
 
     def count(self) -> int:
         return int(self._exec("SELECT COUNT(*) FROM trials").fetchone()[0])
@@ -218,7 +272,12 @@ class SQLiteStore:
     # --- meta --------------------------------------------------------------------------------
     def get_meta(self, key: str, default: JSONValue = None) -> JSONValue:
         row = self._exec("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            raise StoreError(f"the study's {key!r} in {self.path} is damaged (not JSON)") from None
 
     def set_meta(self, key: str, value: JSONValue) -> None:
         self.set_meta_raw(key, dumps(value))

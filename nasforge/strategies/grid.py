@@ -21,8 +21,13 @@ class GridSearch:
     """
 
     def __init__(self, values: Mapping[str, Sequence[Any]] | None = None, shuffle: bool = False, max_size: int = 100_000):
-        if max_size < 1:
-            raise ConfigError(f"Invalid max_size: {max_size} (must be >= 1)")
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise ConfigError(f"Invalid max_size: {max_size!r} (must be an int >= 1)")
+        if not isinstance(values or {}, Mapping):
+            raise ConfigError(f"grid values must be a mapping of decision label -> list of values, got {type(values).__name__}")
+        for label, options in (values or {}).items():
+            if isinstance(options, (str, bytes)) or not isinstance(options, Sequence) or not options:
+                raise ConfigError(f"grid values for {label!r} must be a non-empty list, got {options!r:.60}")
         self.values = {k: list(v) for k, v in (values or {}).items()}
         self.shuffle = shuffle
         self.max_size = max_size

@@ -5,18 +5,18 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from nasforge.errors import SpaceError
 from nasforge.space.schema import Schema
 from nasforge.strategies.base import SpaceWalk, Strategy, is_ready, rng_state, set_rng_state
 from nasforge.types import ArchDict, Result, arch_key
 
-Canonicalise = Callable[[ArchDict, np.random.Generator], ArchDict]
+Fill = Callable[[ArchDict, np.random.Generator], "tuple[ArchDict, Exception | None]"]
 
 
 class Canonical:
     """Passes every proposal through the real space, so the study only ever sees architectures the
     space builds exactly: missing decisions are sampled, values of inactive ones dropped. A proposal
-    the space rejects (it raises) is told back to the strategy as failed and another is asked.
+    the space rejects (it raises part-way) is handed out as far as the space got: the study
+    records it as a failed trial with the space's error, and the strategy is told so.
 
     Each architecture is evaluated once (unless ``repeats``, for noisy objectives): a proposal
     equal to one already evaluated is told that evaluation's latest result, one equal to an
@@ -24,12 +24,11 @@ class Canonical:
     ``max_repeats`` repeats in a row the strategy has nothing new to propose: ``ask`` returns None.
     """
 
-    def __init__(self, inner: Strategy, canonicalise: Canonicalise, max_rejects: int = 100, walk: SpaceWalk | None = None,
-                 repeats: bool = False, max_repeats: int = 200):
+    def __init__(self, inner: Strategy, fill: Fill, walk: SpaceWalk | None = None, repeats: bool = False,
+                 max_repeats: int = 200):
         self.inner = inner
-        self.canonicalise = canonicalise
+        self.fill = fill
         self.walk = walk
-        self.max_rejects = max_rejects
         self.repeats, self.max_repeats = repeats, max_repeats
         self.rejected = 0
         self.reused = 0  # proposals answered from an earlier evaluation
@@ -37,6 +36,7 @@ class Canonical:
         self.seen: dict[str, Result | None] = {}  # every architecture handed out: its latest result
         self.waiting: dict[str, int] = {}  # repeats of a running evaluation, told when it ends
         self.min_pending = 1  # the executor's real parallelism: below it, always ready
+        self.exhausted = False  # the strategy had nothing new to propose (a finished grid, only repeats)
 
     def setup(self, schema: Schema, rng: np.random.Generator) -> None:
         inner_rng, self.rng = rng.spawn(2)
@@ -52,31 +52,21 @@ class Canonical:
             self.seen[arch_key(arch)] = result
 
     def ask(self) -> ArchDict | None:
-        last_error: Exception | None = None
-        rejects = repeats = 0
-        while rejects < self.max_rejects:
+        for _ in range(self.max_repeats):
             proposal = self.inner.ask()
             if proposal is None:
+                self.exhausted = True
                 return None
-            try:
-                arch = self.canonicalise(proposal, self.rng)
-            except Exception as exc:  # noqa: BLE001 - the user's space rejected this architecture
-                last_error = exc
-                rejects += 1
-                self.rejected += 1
-                self.inner.tell(proposal, Result({}, None, 0.0, failed=True))
-                continue
+            arch, error = self.fill(proposal, self.rng)
+            self.rejected += error is not None
             key = arch_key(arch)
             if self.repeats or key not in self.seen:
                 self.seen[key] = None
                 self.pending.add(key)
                 return arch
             self._reuse(key, arch)
-            repeats += 1
-            if repeats >= self.max_repeats:
-                return None
-        raise SpaceError(f"The space rejected {self.max_rejects} proposals in a row; last error: "
-                         f"{type(last_error).__name__}: {last_error}")
+        self.exhausted = True  # only repeats: the strategy has nothing new to propose
+        return None
 
     def _reuse(self, key: str, arch: ArchDict) -> None:
         self.reused += 1

@@ -21,9 +21,14 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError as exc:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"Invalid device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: this machine has no CUDA device; use 'cpu' or 'auto'")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"Invalid device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'")
+    return resolved
 
 
 BUDGET_UNITS = ("epochs", "data_fraction")
