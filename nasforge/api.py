@@ -55,7 +55,8 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
         _check_reported(cfg, evaluator.metric_names(data.task) + (HARDWARE_METRICS if cfg.hardware else ()), data.task)
     strategy = objects.strategy or instantiate("strategy", cfg.strategy)
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
-    context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data))
+    context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data),
+                                        timeout=cfg.trial_timeout)
     workers, kind = cfg.workers, cfg.executor
     if kind == "auto":  # the built-in trainer: train compatible candidates together, in each process
         kind = "batched" if isinstance(evaluator, SupervisedTrainer) else ("serial" if workers == 1 else "pool")
@@ -72,7 +73,7 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
             return SimulatedExecutor(context_for_workers, workers)
         if kind == "serial":
             return SerialExecutor(context_for_workers)
-        return ProcessPoolExecutor(context_for_workers, workers)
+        return ProcessPoolExecutor(context_for_workers, workers, timeout=cfg.trial_timeout)
 
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
                  executor_factory=executor_factory, objective=_objective(cfg),
@@ -209,7 +210,8 @@ def search(space: Any = "mlp", data: Any = None, strategy: Any = "random", sched
            objective: str = "val_loss", mode: str | None = None, trainer: dict[str, Any] | None = None,
            space_args: dict[str, Any] | None = None, out: str | Path | None = None, executor: str = "auto",
            constraint: dict[str, Any] | None = None, hardware: dict[str, Any] | None = None,
-           repeats: bool = False, on_trial_end: Callable[..., Any] | None = None) -> Study:
+           repeats: bool = False, trial_timeout: float | None = None,
+           on_trial_end: Callable[..., Any] | None = None) -> Study:
     """Search ``space`` on ``data`` and return the finished :class:`~nasforge.study.Study`.
 
     ``space``: a built-in name (``"mlp"``), an import path, or a function ``(arch, **context) -> nn.Module``.
@@ -240,7 +242,7 @@ def search(space: Any = "mlp", data: Any = None, strategy: Any = "random", sched
     if space_args:
         entries["space"] = {"name": entries.get("space", "mlp") if isinstance(entries.get("space"), str) else "mlp",
                             "args": space_args}
-    cfg = parse_config({**entries, "repeats": repeats, "budget": budget, "trials": trials, "seed": seed, "workers": workers, "executor": executor,
+    cfg = parse_config({**entries, "repeats": repeats, "trial_timeout": trial_timeout, "budget": budget, "trials": trials, "seed": seed, "workers": workers, "executor": executor,
                         "objective": {"metric": objective, "mode": mode, "constraint": constraint},
                         "hardware": hardware, "trainer": trainer or {}}, "(from nasforge.search)")
     objects = Objects(found["space"], found["dataset"], found["evaluator"], found["strategy"], found["scheduler"])

@@ -141,6 +141,8 @@ class ObjectiveConfig(_Strict):
         if not isinstance(value, dict) or value.get("mode") is not None:
             return value
         metric = value.get("metric", "val_loss")
+        if not isinstance(metric, str):
+            return value  # the field's own check names it
         if metric not in KNOWN_MODES:
             raise ValueError(f"objective metric {metric!r} is not one whose direction nasforge knows "
                              f"({', '.join(KNOWN_MODES)}); set objective.mode to 'min' or 'max'")
@@ -180,6 +182,7 @@ class StudyConfig(_Strict):
     seed: int = Field(0, ge=0, le=2**63 - 1)
     keep_checkpoints: int = Field(5, ge=1)  # complete trials whose weights stay on disk (the best ones)
     repeats: bool = False  # evaluate an architecture again when it is proposed again (noisy objectives)
+    trial_timeout: float | None = Field(None, gt=0)  # seconds a trial may run before it is stopped and failed
     out: str | None = None
 
     @model_validator(mode="before")
@@ -262,7 +265,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             got = e.get("input")
             quoted = f" (got {shown(got)})" if got is not None and not isinstance(got, dict) else ""
             lines.append(f"{where}: {msg}{quoted}")
-    return f"invalid config {source}: " + "; ".join(lines)
+    more = f"; and {len(lines) - 3} more" if len(lines) > 3 else ""
+    return f"invalid config {source}: " + "; ".join(lines[:3]) + more
 
 
 def parse_config(data: Any, source: str = "") -> StudyConfig:

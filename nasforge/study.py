@@ -24,7 +24,7 @@ from torch import nn
 
 from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.base import Executor, Job, JobEvent
-from nasforge.execution.worker import HARDWARE_METRICS, load_checkpoint
+from nasforge.execution.worker import HARDWARE_METRICS, read_checkpoint
 from nasforge.heap import frozen_heap, reuse_freed_memory
 from nasforge.schedulers.base import Decision, Resume, Scheduler, Start
 from nasforge.space.space import Space
@@ -38,7 +38,11 @@ from nasforge.types import Objective, Result, TrialState
 
 TrialCallback = Callable[["Study", Trial], None]
 _STATE_KEY = "scheduler_state"
-STOPPED_KEY = "stopped_by_config"  # the config mistake a result revealed: resuming would repeat it
+STOPPED_KEY = "stopped_by_config"
+_CRASHES_KEY = "crashed_while_running"  # trial id -> [crashes of the driver while it ran there, alone the last time]
+_ALIVE_KEY = "driver_alive"  # set while a driver runs the study: found set, the last one died without a word
+CRASHED_TWICE = ("the process died twice while this trial ran in it (a crash in native code, or killed: out of "
+                 "memory?); executor: pool runs each trial in a worker process that can die alone")  # the config mistake a result revealed: resuming would repeat it
 
 
 def trial_seed(seed: int, trial_id: int) -> int:
@@ -129,6 +133,7 @@ class Study:
         self._kept: list[tuple[float, int, str]] | None = None  # the best complete trials' checkpoints
         self.jobs_started = 0
         self._misconfigured: ConfigError | None = None  # set by a result that shows the config is wrong
+        self._durable: list[str] = []  # checkpoints of the best complete trials, to be made durable
 
     # --- set-up and state --------------------------------------------------------------------
     def prepare(self) -> None:
@@ -192,7 +197,10 @@ class Study:
                 self._loop(executor, on_trial_end)
             except BaseException:
                 executor.shutdown(cancel=True)
+                with contextlib.suppress(Exception):
+                    self.store.set_meta(_ALIVE_KEY, False)
                 raise
+            self.store.set_meta(_ALIVE_KEY, False)
             executor.shutdown()
             clock = getattr(executor, "clock", None)
             if clock is not None:  # a simulated executor: keep the simulated wall time of the search
@@ -202,10 +210,24 @@ class Study:
         return self
 
     def _loop(self, executor: Executor, on_trial_end: TrialCallback | None) -> None:
-        self.store.requeue_running()
+        crashes = self._count_crash(executor)
         queued = self.store.trials([TrialState.QUEUED])  # left over from a crash: run them again
+        fatal = [t for t in queued if crashes.get(t.id, (0, False)) >= (2, True)]
+        if fatal:  # through the scheduler, as any failure: it must know the trial has ended
+            self._record_all([JobEvent(Job(t.id, t.arch, t.budget, t.seed, resumed=t.budget_used > 0), error=CRASHED_TWICE)
+                              for t in fatal], on_trial_end)
+        suspects = [t for t in queued if t not in fatal and crashes.get(t.id, (0, False))[0] >= 2]
+        for trial in suspects:  # alone, so that a crash now is the trial's own and fails only it
+            with self.store.atomic():
+                job = self._job_of(trial, trial.budget)
+            self._submit(executor, [job])
+            while executor.running():
+                events = executor.poll(timeout=0.2)
+                if events:
+                    self._record_all(events, on_trial_end)
+        rest = [t for t in queued if t not in fatal and t not in suspects]  # as before the crash: the same results
         with self.store.atomic():
-            jobs = [self._job_of(trial, trial.budget) for trial in queued]
+            jobs = [self._job_of(trial, trial.budget) for trial in rest]
         self._submit(executor, jobs)
         while True:
             self._start_jobs(executor)
@@ -214,6 +236,25 @@ class Study:
             events = executor.poll(timeout=0.2)
             if events:
                 self._record_all(events, on_trial_end)
+
+    def _count_crash(self, executor: Executor) -> dict[int, tuple[int, bool]]:
+        """Trials left running by a driver that died go back to the queue. Where trials run inside
+        the driver (``executor.isolated`` False) a hard death may be a trial's own (a segfault,
+        the OOM killer), so it is counted against the trials that were running, with whether
+        each ran alone: a trial in two crashes runs alone next, and one in two crashes, the last
+        alone, is failed, instead of taking every resume down with it. A first crash changes
+        nothing (the trials run again as they were, so a kill -9 resumes to the same results).
+        A driver that stopped on an exception (Ctrl-C) is no crash."""
+        with self.store.atomic():
+            running = self.store.requeue_running()
+            crashed = self.store.get_meta(_ALIVE_KEY) and not executor.isolated
+            crashes = {int(k): (int(n), bool(a)) for k, (n, a) in (self.store.get_meta(_CRASHES_KEY) or {}).items()}  # type: ignore[union-attr]
+            if running and crashed:
+                for trial_id in running:
+                    crashes[trial_id] = (crashes.get(trial_id, (0, False))[0] + 1, len(running) == 1)
+                self.store.set_meta(_CRASHES_KEY, {str(k): list(v) for k, v in crashes.items()})
+            self.store.set_meta(_ALIVE_KEY, True)  # cleared when this driver stops, by any exit it lives through
+        return {t: c for t, c in crashes.items() if t in running}
 
     def _start_jobs(self, executor: Executor) -> None:
         """Start every job the scheduler has now (up to the executor's capacity): the trials and
@@ -267,6 +308,10 @@ class Study:
             self._save_state()
         for relative in dropped:
             self._drop_checkpoint(relative)
+        persist = getattr(self._executor, "persist", None)  # an executor that holds checkpoints in memory
+        for relative in self._durable if callable(persist) else []:
+            persist(relative)  # the best trials' weights survive a kill
+        self._durable.clear()
         if self._misconfigured is not None:
             self.store.set_meta(STOPPED_KEY, str(self._misconfigured))
             raise self._misconfigured
@@ -291,7 +336,8 @@ class Study:
             Decision.COMPLETE: TrialState.COMPLETE, Decision.PAUSE: TrialState.PAUSED, Decision.PRUNE: TrialState.PRUNED,
         }[decision]
         previous = job.checkpoint_in  # the trial's checkpoint when the job started: only the job changes it
-        self.store.append_curves(job.trial_id, [(point.get("epoch", i + 1), point) for i, point in enumerate(event.curve)])
+        self.store.append_curves(job.trial_id, [(point.get("epoch", i + 1), point) for i, point in enumerate(event.curve)],
+                                 replace=not event.retrained)
         if error:
             self.store.finish(job.trial_id, state, error=error, duration=event.duration)
         else:
@@ -301,6 +347,8 @@ class Study:
             dropped.append(previous)
         if state is TrialState.COMPLETE and event.checkpoint:
             dropped.extend(self._keep_best_checkpoints(job.trial_id, loss, event.checkpoint))  # type: ignore[arg-type]
+            if event.checkpoint not in dropped:
+                self._durable.append(event.checkpoint)
 
     def _drop_checkpoint(self, relative: str | None) -> None:
         """Checkpoints are a cache: a dropped one is trained again if it is ever needed."""
@@ -384,8 +432,9 @@ def load_trained_model(space: Space, directory: Path, trial: Trial, evaluator: C
     seed_torch(trial.seed)
     model = space.build(trial.arch)
     path = directory / trial.checkpoint if trial.checkpoint else None
-    if path is not None and path.exists():
-        state = load_checkpoint(path).get("evaluator") or {}
+    saved = read_checkpoint(path)
+    if saved is not None:
+        state = saved["evaluator"]
     elif path is not None and evaluator is not None:
         state = call_evaluator(evaluator, trial_parameters(evaluator), model, data, trial.budget_used, None,
                                arch=trial.arch, trial_id=trial.id, seed=trial.seed).state or {}

@@ -146,3 +146,51 @@ def test_export_refuses_a_trial_without_trained_weights(tmp_path):
     study = nasforge.search(picky, "iris", evaluate=lambda m, d, b, s: {"val_loss": 1.0}, budget=1, trials=1, out=tmp_path)
     with pytest.raises(StoreError, match="no trained weights"):
         study.best_model()
+
+
+CRASHING_SPACE = """
+import os
+from torch import nn
+
+class Crash(nn.Module):
+    def forward(self, x):
+        os._exit(7)  # as a segfault or the OOM killer would end the process
+
+def space(arch, n_in, n_out):
+    width = arch.categorical("width", [4, 8, 16])
+    crash = [Crash()] if width == 8 else []
+    return nn.Sequential(nn.Linear(n_in, width), *crash, nn.ReLU(), nn.Linear(width, n_out))
+"""
+
+
+@pytest.mark.parametrize("executor", ["pool", "serial"])
+def test_a_trial_that_kills_its_process_fails_alone_and_the_search_goes_on(tmp_path, executor):
+    (tmp_path / "crashing.py").write_text(CRASHING_SPACE)
+    (tmp_path / "c.yaml").write_text(f"space: crashing:space\nstrategy: grid\ntrials: 3\nbudget: 1\nexecutor: {executor}\n"
+                                     f"workers: {2 if executor == 'pool' else 1}\n")
+    out = cli("search", "c.yaml", "--out", "s", "--quiet", cwd=tmp_path)
+    if executor == "serial":  # the trial runs in the driver: it takes the driver down with it, twice at most
+        assert out.returncode == 7
+        assert cli("resume", "s", "--quiet", cwd=tmp_path).returncode == 7  # it ran again, alone
+        out = cli("resume", "s", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    trials = {t.arch["width"]: t for t in SQLiteStore(tmp_path / "s").trials()}
+    assert trials[8].state is TrialState.FAILED and "died twice" in trials[8].error
+    assert trials[4].state is TrialState.COMPLETE and trials[16].state is TrialState.COMPLETE
+
+
+def test_a_trial_past_the_timeout_fails_and_the_search_goes_on(tmp_path):
+    import time
+
+    def evaluate(model, data, budget, state, arch):
+        if arch["width"] == 8:
+            time.sleep(30)
+        return {"val_loss": float(arch["width"])}
+
+    def widths(arch):
+        return nn.Linear(4, arch.categorical("width", [4, 8, 16]))
+
+    study = nasforge.search(widths, "none", "grid", evaluate=evaluate, budget=1, trials=3, out=tmp_path,
+                            executor="serial", trial_timeout=0.5)
+    failed = [t for t in study.trials if t.state is TrialState.FAILED]
+    assert len(failed) == 1 and "timeout of 0.5 s" in failed[0].error

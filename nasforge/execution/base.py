@@ -32,10 +32,17 @@ class JobEvent:
     error: str | None = None
     duration: float = 0.0
     checkpoint: str | None = None  # written by the worker, relative to the study directory
+    retrained: bool = False  # its input checkpoint was lost (a crash): it trained again from scratch
 
 
 class Executor(Protocol):
+    """``capacity``: jobs it runs at once. ``isolated``: True when every trial runs in a worker
+    process (a hard crash there, a segfault or the OOM killer, ends only that worker, which is
+    replaced); False when trials run in the driver's process (such a crash ends the driver; on
+    resume the study fails a trial that was running in two crashes instead of replaying it)."""
+
     capacity: int
+    isolated: bool
 
     def submit(self, job: Job) -> None: ...
     def poll(self, timeout: float | None = None) -> list[JobEvent]: ...

@@ -27,7 +27,7 @@ from nasforge.execution.worker import (
     WorkerContext,
     error_text,
     hardware_metrics_for,
-    load_checkpoint,
+    read_checkpoint,
     run_job,
     save_checkpoint,
 )
@@ -121,7 +121,8 @@ class BatchRunner:
             if cand.result.state is not None and job.checkpoint_out and self.context.directory:
                 made[job.checkpoint_out] = {"evaluator": cand.result.state, "torch_rng": rng}
                 written = job.checkpoint_out
-            out[n] = JobEvent(job, metrics, list(cand.result.curve), None, share + prep, written)
+            out[n] = JobEvent(job, metrics, list(cand.result.curve), None, share + prep, written,
+                              retrained=bool(job.checkpoint_in) and cand.state is None)
         return out
 
 
@@ -168,8 +169,7 @@ class CheckpointCache:
         if relative in self._cache:
             self._cache.move_to_end(relative)
             return self._cache[relative]
-        path = Path(self.directory) / relative  # type: ignore[arg-type]
-        return load_checkpoint(path) if path.exists() else None
+        return read_checkpoint(Path(self.directory) / relative)  # type: ignore[arg-type]
 
     def put(self, relative: str, payload: Payload) -> None:
         self._unsaved[relative] = payload
@@ -185,6 +185,12 @@ class CheckpointCache:
         if time.monotonic() - self._flushed_at > self.flush_seconds:
             self.flush()
 
+    def persist(self, relative: str) -> None:
+        """Write this checkpoint now if it is only in memory (a trial's weights worth keeping)."""
+        payload = self._unsaved.pop(relative, None)
+        if payload is not None:
+            save_checkpoint(Path(self.directory) / relative, payload)  # type: ignore[arg-type]
+
     def flush(self) -> None:
         """Write the checkpoints that are only in memory."""
         for relative, payload in list(self._unsaved.items()):
@@ -194,6 +200,7 @@ class CheckpointCache:
 
 
 class BatchingExecutor:
+    isolated = False  # trials run in the driver's process (with workers, one shard of them)
     parallelism = 1  # one process: strategies that want results before asking again get them
 
     def __init__(self, context: WorkerContext, capacity: int = 128, flush_seconds: float = 30.0):
@@ -219,6 +226,10 @@ class BatchingExecutor:
 
     def flush(self) -> None:
         self.checkpoints.flush()
+
+    def persist(self, relative: str) -> None:
+        """Make a checkpoint durable now: the study's best trials' weights survive a kill."""
+        self.checkpoints.persist(relative)
 
     def poll(self, timeout: float | None = None) -> list[JobEvent]:
         jobs, self._queue = self._queue, []

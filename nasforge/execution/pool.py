@@ -17,6 +17,7 @@ from nasforge.execution.worker import WorkerContext, run_job
 from nasforge.heap import frozen_heap, reuse_freed_memory
 
 _CONTEXT: WorkerContext | None = None
+_GRACE = 10.0  # seconds past the timeout before a job that did not stop itself is stopped with its pool
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -80,67 +81,128 @@ DIED_AT_START = ("worker processes died before finishing any job. If you started
 
 
 class ProcessPoolExecutor:
-    """``workers`` local processes; each gets the worker context once."""
+    """``workers`` local processes; each gets the worker context once.
 
-    def __init__(self, context: WorkerContext, workers: int):
+    A worker that dies (a segfault, the OOM killer) breaks the whole pool, and which job killed
+    it is unknown: a fresh pool is started and the jobs it held run again, one at a time, so a
+    job that breaks a pool when it runs alone is the culprit; it is run once more, alone, and
+    fails with the reason if it breaks it again; the search goes on. A job past ``timeout``
+    seconds stops itself in its worker (see ``run_job``); one that does not (stuck in native
+    code) is stopped with its pool ``_GRACE`` seconds later and fails.
+    """
+
+    isolated = True  # every trial runs in a worker process
+
+    def __init__(self, context: WorkerContext, workers: int, timeout: float | None = None):
         if workers < 1:
             raise ConfigError(f"Invalid workers: {workers} (must be >= 1)")
         self.capacity = workers
         if context.threads is None:
             context.threads = max(1, (os.cpu_count() or 1) // workers)
         self.context = context
+        self.timeout = timeout
         self._futures: dict[cf.Future[JobEvent], Job] = {}
+        self._started: dict[cf.Future[JobEvent], float] = {}
         self._pool: cf.ProcessPoolExecutor | None = None
-        self._retries: dict[int, int] = {}
-        self._finished_by_pool = 0
+        self._suspects: list[Job] = []  # were running when a pool broke: run alone, one by one
+        self._strikes: dict[int, int] = {}  # pools a trial broke running alone
+        self._waiting: list[Job] = []  # new jobs held back while suspects run
+        self._broken = False  # a submit found the pool dead
 
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = new_pool(self.context, self.capacity)
-            self._finished_by_pool = 0
         return self._pool
 
     def submit(self, job: Job) -> None:
-        self._futures[self._ensure_pool().submit(_run, job)] = job
+        if self._suspects or self._broken:
+            self._waiting.append(job)
+        else:
+            self._send(job)
+
+    def _send(self, job: Job) -> None:
+        try:
+            future = self._ensure_pool().submit(_run, job)
+        except BrokenProcessPool:  # it died since the last poll: its jobs come back broken, then this one runs
+            self._broken = True
+            self._waiting.insert(0, job)
+            return
+        self._futures[future] = job
+        self._started[future] = time.monotonic()
 
     def poll(self, timeout: float | None = None) -> list[JobEvent]:
+        self._feed()
         if not self._futures:
             return []
-        done, _ = cf.wait(list(self._futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        wait = timeout if self.timeout is None else min(timeout if timeout is not None else self.timeout, self.timeout)
+        done, _ = cf.wait(list(self._futures), timeout=wait, return_when=cf.FIRST_COMPLETED)
         events: list[JobEvent] = []
         broken = False
         for future in done:
             job = self._futures.pop(future)
+            self._started.pop(future, None)
             try:
                 events.append(future.result())
-                self._finished_by_pool += 1
             except BrokenProcessPool:
                 broken = True
                 self._futures[future] = job  # handled with the others below
             except Exception as exc:  # noqa: BLE001 - e.g. the job could not be sent to the worker
                 events.append(JobEvent(job, error=f"{type(exc).__name__}: {exc}"))
-        if broken:
-            events.extend(self._recover())
+        hung = self._hung()
+        if broken or hung:
+            events.extend(self._recover(hung))
+        self._feed()
         return events
 
-    def _recover(self) -> list[JobEvent]:
-        """A dead worker breaks the whole pool and we cannot tell whose job killed it: start a
-        fresh pool and run each job it held once more; a job that breaks a pool twice fails."""
+    def _hung(self) -> list[Job]:
+        if self.timeout is None:
+            return []
+        now = time.monotonic()
+        return [self._futures[f] for f, t in self._started.items()
+                if f in self._futures and now - t > self.timeout + _GRACE]
+
+    def _feed(self) -> None:
+        """Suspects run alone; when none is left, the held-back jobs go."""
+        if self._futures:
+            return
+        if self._broken:  # broken with nothing in flight: a fresh pool
+            self._drop_pool()
+        if self._suspects:
+            self._send(self._suspects.pop(0))
+        elif self._waiting:
+            waiting, self._waiting = self._waiting, []
+            for job in waiting:
+                self._send(job)
+
+    def _recover(self, hung: list[Job]) -> list[JobEvent]:
+        """Stop the pool; fail the hung jobs, and the job that broke a pool running alone; the
+        others become suspects."""
         jobs = list(self._futures.values())
-        self.shutdown(cancel=True)
-        if not self._finished_by_pool:
-            raise ExecutorError(DIED_AT_START)
-        failed = []
+        alone = len(jobs) == 1 and not hung
+        self._drop_pool()
+        failed = [JobEvent(job, error=f"the trial ran past the timeout of {self.timeout:g} s and was stopped")
+                  for job in hung]
         for job in jobs:
-            if self._retries.get(job.trial_id, 0) >= 1:
-                failed.append(JobEvent(job, error="worker process died twice running this job (killed, or out of memory)"))
+            if job in hung:
+                continue
+            strikes = self._strikes[job.trial_id] = self._strikes.get(job.trial_id, 0) + alone
+            if strikes >= 2:
+                failed.append(JobEvent(job, error="the worker process died twice running this trial alone (a crash "
+                                                  "in native code, or killed: out of memory?)"))
             else:
-                self._retries[job.trial_id] = self._retries.get(job.trial_id, 0) + 1
-                self.submit(job)
+                self._suspects.append(job)
         return failed
 
+    def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            stop_pool(pool, cancel=True)
+        self._futures.clear()
+        self._started.clear()
+        self._broken = False
+
     def running(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._suspects) + len(self._waiting)
 
     def shutdown(self, cancel: bool = False) -> None:
         pool, self._pool = self._pool, None
@@ -148,6 +210,9 @@ class ProcessPoolExecutor:
             stop_pool(pool, cancel)
         if cancel:
             self._futures.clear()
+            self._started.clear()
+            self._suspects.clear()
+            self._waiting.clear()
 
 
 def stop_pool(pool: cf.ProcessPoolExecutor, cancel: bool) -> None:

@@ -9,6 +9,7 @@ from nasforge.execution.worker import WorkerContext, run_job
 
 class SerialExecutor:
     capacity = 1
+    isolated = False  # trials run in the driver's process
 
     def __init__(self, context: WorkerContext):
         self.context = context

@@ -37,6 +37,8 @@ class SimulatedExecutor:
     job's event into a failure (``error`` set, finishing at once), as the protocol requires.
     """
 
+    isolated = False  # jobs run in this process
+
     def __init__(self, context: WorkerContext, workers: int = 1, duration: Duration | None = None):
         if not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"Invalid workers: {workers!r} (must be an int >= 1)")

@@ -1,12 +1,15 @@
 """What a worker does with a job: build the model, load its checkpoint, evaluate, save."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -43,6 +46,7 @@ class WorkerContext:
     hardware: HardwareSettings | None = None
     measured: dict[str, dict[str, float]] = field(default_factory=dict)  # per architecture, this process
     wants: tuple[str, ...] = ()  # the trial's parameters the evaluator names (arch, trial_id, seed)
+    timeout: float | None = None  # seconds a trial may run before it is stopped and failed
 
     def __post_init__(self) -> None:
         self.wants = trial_parameters(self.evaluator)
@@ -86,6 +90,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def read_checkpoint(path: Path | None) -> dict[str, Any] | None:
+    """A checkpoint, or None when it is missing or damaged (cut short, overwritten): either way
+    the trial is trained again from scratch to its budget, which gives the same weights."""
+    if path is None or not path.exists():
+        return None
+    try:
+        payload = load_checkpoint(path)
+    except Exception:  # noqa: BLE001 - whatever torch.load says of a damaged file
+        return None
+    ok = isinstance(payload, dict) and isinstance(payload.get("evaluator"), dict) and "torch_rng" in payload
+    return payload if ok else None
+
+
 def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
     start = time.perf_counter()
     try:
@@ -93,20 +110,47 @@ def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
         model = ctx.space.build(job.arch)
         state = None
         path = Path(ctx.directory) / job.checkpoint_in if job.checkpoint_in and ctx.directory else None
-        if path is not None and path.exists():  # a missing one (lost in a crash) means: train from scratch
-            saved = load_checkpoint(path)
+        saved = read_checkpoint(path)
+        if saved is not None:  # a missing or damaged one (a crash) means: train from scratch
             state = saved["evaluator"]
             torch.set_rng_state(saved["torch_rng"])  # continue the random stream (dropout) where it stopped
-        out = call_evaluator(ctx.evaluator, ctx.wants, model, ctx.data, job.budget, state, arch=job.arch,
-                             trial_id=job.trial_id, seed=job.seed)
+        with time_limit(ctx.timeout):
+            out = call_evaluator(ctx.evaluator, ctx.wants, model, ctx.data, job.budget, state, arch=job.arch,
+                                 trial_id=job.trial_id, seed=job.seed)
         out.metrics.update(hardware_metrics_for(ctx, job.arch, model))
         written = None
         if out.state is not None and job.checkpoint_out and ctx.directory:
             save_checkpoint(Path(ctx.directory) / job.checkpoint_out, {"evaluator": out.state, "torch_rng": torch.get_rng_state()})
             written = job.checkpoint_out
-        return JobEvent(job, out.metrics, list(out.curve), None, time.perf_counter() - start, written)
+        return JobEvent(job, out.metrics, list(out.curve), None, time.perf_counter() - start, written,
+                        retrained=bool(job.checkpoint_in) and saved is None)
     except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded, never fatal
         return JobEvent(job, error=error_text(exc), duration=time.perf_counter() - start)
+
+
+class TrialTimeout(Exception):
+    """A trial ran past the study's ``trial_timeout``."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`TrialTimeout` in the trial after ``seconds`` (a timer signal: only in the
+    main thread, where workers and the driver run trials; code stuck in native calls is stopped
+    by the pool executor instead)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TrialTimeout(f"the trial ran past the timeout of {seconds:g} s and was stopped")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def error_text(exc: BaseException) -> str:

@@ -162,11 +162,13 @@ class SQLiteStore:
     def append_curve(self, trial_id: int, step: float, metrics: Metrics) -> None:
         self.append_curves(trial_id, [(step, metrics)])
 
-    def append_curves(self, trial_id: int, points: list[tuple[float, Metrics]]) -> None:
-        """Several curve points of one trial in one statement (a job reports one per epoch)."""
+    def append_curves(self, trial_id: int, points: list[tuple[float, Metrics]], replace: bool = True) -> None:
+        """Several curve points of one trial in one statement (a job reports one per epoch);
+        ``replace=False`` keeps the points already recorded (a job that trained again from
+        scratch reports the earlier epochs too: the recorded ones stay, as first measured)."""
         if points:
             self._require(self._db.executemany(
-                "INSERT OR REPLACE INTO curves (trial_id, step, metrics) SELECT ?, ?, ? WHERE EXISTS "
+                f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO curves (trial_id, step, metrics) SELECT ?, ?, ? WHERE EXISTS "
                 "(SELECT 1 FROM trials WHERE id = ?)", [(trial_id, float(step), dumps(m), trial_id) for step, m in points]),
                 trial_id)
 
