@@ -259,6 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NasforgeError as exc:
         print(f"nasforge: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # a full disk, a file size limit, a directory we may not write
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"nasforge: error: {one_line(where)}{one_line(exc.strerror or exc)}; what was recorded before is kept",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     except sqlite3.DatabaseError as exc:  # a page of study.db is damaged
         where = getattr(args, "directory", None) or "the study"
         print(f"nasforge: error: the database of {one_line(where)} is damaged ({one_line(exc)}); "

@@ -13,11 +13,9 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import contextlib
-import fcntl
-import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 from torch import nn
@@ -29,6 +27,7 @@ from nasforge.heap import frozen_heap, reuse_freed_memory
 from nasforge.schedulers.base import Decision, Resume, Scheduler, Start
 from nasforge.space.space import Space
 from nasforge.store.base import Trial
+from nasforge.store.lock import StudyLock, directory_lock, driver_running  # noqa: F401 (their users import them here)
 from nasforge.store.sqlite import SQLiteStore, dumps
 from nasforge.strategies.base import Strategy
 from nasforge.strategies.middleware import Canonical
@@ -41,74 +40,11 @@ _STATE_KEY = "scheduler_state"
 STOPPED_KEY = "stopped_by_config"
 _CRASHES_KEY = "crashed_while_running"  # trial id -> [crashes of the driver while it ran there, alone the last time]
 _ALIVE_KEY = "driver_alive"  # set while a driver runs the study: found set, the last one died without a word
-CRASHED_TWICE = ("the process died twice while this trial ran in it (a crash in native code, or killed: out of "
-                 "memory?); executor: pool runs each trial in a worker process that can die alone")  # the config mistake a result revealed: resuming would repeat it
+  # the config mistake a result revealed: resuming would repeat it
 
 
 def trial_seed(seed: int, trial_id: int) -> int:
     return int(np.random.SeedSequence([seed, trial_id]).generate_state(1)[0])
-
-
-class StudyLock:
-    """One driver per study directory at a time. A POSIX record lock belongs to this process
-    alone (forked workers do not inherit it), and the OS drops it when the process dies. Taken
-    before anything is written to the study, so the loser of a race writes nothing."""
-
-    def __init__(self, directory: Path):
-        self.directory = Path(directory)
-        self._fh: Any = None
-
-    @property
-    def held(self) -> bool:
-        return self._fh is not None
-
-    def acquire(self) -> "StudyLock":
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fh = open(self.directory / ".lock", "a+")
-        except OSError as exc:
-            raise StoreError(f"Cannot use {str(self.directory)!r} as a study directory: {exc.strerror or exc}") from None
-        try:
-            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            raise StoreError(f"The study in {str(self.directory)!r} is being run by another process") from None
-        with contextlib.suppress(OSError):  # the pid is a courtesy for people looking
-            fh.seek(0)
-            fh.truncate()
-            fh.write(str(os.getpid()))
-            fh.flush()
-        self._fh = fh
-        return self
-
-    def release(self) -> None:
-        fh, self._fh = self._fh, None
-        if fh is not None:
-            fcntl.lockf(fh, fcntl.LOCK_UN)
-            fh.close()
-
-
-@contextlib.contextmanager
-def directory_lock(directory: Path) -> Iterator[None]:
-    lock = StudyLock(directory).acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def driver_running(directory: Path) -> bool:
-    """Whether some process holds the study's lock (is running it right now)."""
-    lock = Path(directory) / ".lock"
-    if not lock.exists():
-        return False
-    with open(lock, "a+") as fh:
-        try:
-            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.lockf(fh, fcntl.LOCK_UN)
-        return False
 
 
 class Study:
@@ -212,20 +148,10 @@ class Study:
     def _loop(self, executor: Executor, on_trial_end: TrialCallback | None) -> None:
         crashes = self._count_crash(executor)
         queued = self.store.trials([TrialState.QUEUED])  # left over from a crash: run them again
-        fatal = [t for t in queued if crashes.get(t.id, (0, False)) >= (2, True)]
-        if fatal:  # through the scheduler, as any failure: it must know the trial has ended
-            self._record_all([JobEvent(Job(t.id, t.arch, t.budget, t.seed, resumed=t.budget_used > 0), error=CRASHED_TWICE)
-                              for t in fatal], on_trial_end)
-        suspects = [t for t in queued if t not in fatal and crashes.get(t.id, (0, False))[0] >= 2]
-        for trial in suspects:  # alone, so that a crash now is the trial's own and fails only it
-            with self.store.atomic():
-                job = self._job_of(trial, trial.budget)
-            self._submit(executor, [job])
-            while executor.running():
-                events = executor.poll(timeout=0.2)
-                if events:
-                    self._record_all(events, on_trial_end)
-        rest = [t for t in queued if t not in fatal and t not in suspects]  # as before the crash: the same results
+        suspects = [t for t in queued if crashes.get(t.id, (0, False)) >= (1, True) or crashes.get(t.id, (0, False))[0] >= 2]
+        if suspects:
+            self._run_isolated(executor, suspects, on_trial_end)
+        rest = [t for t in queued if t not in suspects]  # as before the crash: the same results
         with self.store.atomic():
             jobs = [self._job_of(trial, trial.budget) for trial in rest]
         self._submit(executor, jobs)
@@ -237,14 +163,34 @@ class Study:
             if events:
                 self._record_all(events, on_trial_end)
 
+    def _run_isolated(self, executor: Executor, suspects: list[Trial], on_trial_end: TrialCallback | None) -> None:
+        """Run trials that were running when the driver died in a worker process of their own,
+        one at a time: a death there is the trial's own (the pool runs it once more, then fails
+        it with the reason), and the driver lives to record it; a kill of the driver meanwhile
+        fails nothing. The same code runs the trial, so it gives the same results."""
+        from nasforge.execution.pool import ProcessPoolExecutor
+        isolated = ProcessPoolExecutor(executor.context, 1)  # type: ignore[attr-defined]
+        try:
+            for trial in suspects:
+                with self.store.atomic():
+                    job = self._job_of(trial, trial.budget)
+                isolated.submit(job)
+                self.jobs_started += 1
+                while isolated.running():
+                    events = isolated.poll(timeout=0.2)
+                    if events:
+                        self._record_all(events, on_trial_end)
+        finally:
+            isolated.shutdown(cancel=True)
+
     def _count_crash(self, executor: Executor) -> dict[int, tuple[int, bool]]:
         """Trials left running by a driver that died go back to the queue. Where trials run inside
         the driver (``executor.isolated`` False) a hard death may be a trial's own (a segfault,
-        the OOM killer), so it is counted against the trials that were running, with whether
-        each ran alone: a trial in two crashes runs alone next, and one in two crashes, the last
-        alone, is failed, instead of taking every resume down with it. A first crash changes
-        nothing (the trials run again as they were, so a kill -9 resumes to the same results).
-        A driver that stopped on an exception (Ctrl-C) is no crash."""
+        the OOM killer) or not (a kill -9): it is counted against the trials that were running,
+        with whether each ran alone. A trial that ran alone, or in two such deaths, then runs in a
+        worker process of its own (``_run_isolated``), which tells the two apart; a group that
+        died once runs again as it was (a kill -9 resumes to the same results). A driver that
+        stopped on an exception (Ctrl-C) did not die."""
         with self.store.atomic():
             running = self.store.requeue_running()
             crashed = self.store.get_meta(_ALIVE_KEY) and not executor.isolated

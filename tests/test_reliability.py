@@ -30,10 +30,14 @@ def test_architectures_the_space_rejects_are_recorded_as_failed_trials(tmp_path,
 
 
 def cli(*args, cwd=None):
+    """The installed `nasforge` command, as a user runs it (not `python -m`, which puts the
+    current directory first on the import path itself)."""
+    import shutil
     import subprocess
     import sys
-    return subprocess.run([sys.executable, "-m", "nasforge.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+    from pathlib import Path
+    command = shutil.which("nasforge", path=str(Path(sys.executable).parent)) or shutil.which("nasforge")
+    return subprocess.run([command, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def one_error_line(out) -> str:
@@ -169,9 +173,8 @@ def test_a_trial_that_kills_its_process_fails_alone_and_the_search_goes_on(tmp_p
     (tmp_path / "c.yaml").write_text(f"space: crashing:space\nstrategy: grid\ntrials: 3\nbudget: 1\nexecutor: {executor}\n"
                                      f"workers: {2 if executor == 'pool' else 1}\n")
     out = cli("search", "c.yaml", "--out", "s", "--quiet", cwd=tmp_path)
-    if executor == "serial":  # the trial runs in the driver: it takes the driver down with it, twice at most
+    if executor == "serial":  # the trial ran in the driver and took it down; resumed, it runs in a process of its own
         assert out.returncode == 7
-        assert cli("resume", "s", "--quiet", cwd=tmp_path).returncode == 7  # it ran again, alone
         out = cli("resume", "s", "--quiet", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     trials = {t.arch["width"]: t for t in SQLiteStore(tmp_path / "s").trials()}
@@ -194,3 +197,74 @@ def test_a_trial_past_the_timeout_fails_and_the_search_goes_on(tmp_path):
                             executor="serial", trial_timeout=0.5)
     failed = [t for t in study.trials if t.state is TrialState.FAILED]
     assert len(failed) == 1 and "timeout of 0.5 s" in failed[0].error
+
+
+def test_readers_never_fail_a_writer_nor_misreport_a_study_being_created(tmp_path):
+    """`status` hammered from the moment a search starts: the search finishes, and status either
+    reads the study or says it is not there yet / being created."""
+    import subprocess
+    import sys
+    import time
+    search = subprocess.Popen([sys.executable, "-m", "nasforge.cli", "search", "--out", str(tmp_path / "s"), "--trials", "6",
+                               "--budget", "1", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    said = set()
+    while search.poll() is None:
+        out = cli("status", tmp_path / "s", "--json")
+        if out.returncode != 0:
+            said.add(one_error_line(out).split(":")[2].strip()[:40] if "No study" not in out.stderr else "no study")
+        time.sleep(0.01)
+    assert search.returncode == 0, search.stderr.read()
+    assert said <= {"no study", "the study in"}, said
+    assert cli("status", tmp_path / "s").returncode == 0
+
+
+def test_a_damaged_checkpoint_is_trained_again_like_a_lost_one(tmp_path):
+    kw = dict(budget=4, trials=4, seed=2, executor="serial", scheduler={"name": "successive_halving", "n_configs": 4,
+                                                                        "rungs": [2, 2], "eta": 2})
+    reference = nasforge.search(out=tmp_path / "ref", **kw)
+
+    class DamageCheckpoints:
+        """After the first rung, every checkpoint on disk is overwritten with garbage."""
+
+        def __init__(self):
+            from nasforge.train.trainer import SupervisedTrainer
+            self.trainer, self.calls = SupervisedTrainer(), 0
+
+        def __call__(self, model, data, budget, state):
+            self.calls += 1
+            if self.calls == 5:
+                for path in (tmp_path / "cut" / "checkpoints").glob("*.pt"):
+                    path.write_bytes(b"not a checkpoint")
+            return self.trainer(model, data, budget, state)
+
+    study = nasforge.search(out=tmp_path / "cut", data="iris", evaluate=DamageCheckpoints(), **kw)
+    assert [t.state for t in study.trials] == [t.state for t in reference.trials]
+    assert all(t.error is None for t in study.trials)
+    for a, b in zip(study.trials, reference.trials):
+        assert a.loss == pytest.approx(b.loss, rel=1e-5)  # trained again from scratch to the same budget
+        assert [p["epoch"] for p in study.store.curve(a.id)] == [p["epoch"] for p in reference.store.curve(b.id)]
+
+
+def test_modules_beside_the_user_never_shadow_the_standard_library(tmp_path):
+    """A sqlite3.py in the current directory or its parent does not run (it did during status)."""
+    nasforge.search("mlp", "iris", budget=1, trials=1, out=tmp_path / "here" / "s")
+    for folder in (tmp_path, tmp_path / "here"):
+        (folder / "sqlite3.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('x')\n")
+    for args in (["status", "s"], ["report", "s"], ["search", "--out", "t", "--trials", "1", "--budget", "1", "--quiet"]):
+        assert cli(*args, cwd=tmp_path / "here").returncode == 0
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_file_size_limit_is_one_line_and_leaves_no_half_written_checkpoint(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    out = subprocess.run([sys.executable, "-m", "nasforge.cli", "search", "--out", str(tmp_path / "s"), "--trials", "4",
+                          "--budget", "2", "--quiet"], capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.returncode in (0, 2)
+    assert not list((tmp_path / "s").rglob("*.tmp*"))

@@ -82,8 +82,13 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write atomically: a crash leaves either the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a file size limit: leave no half-written file behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -86,6 +86,10 @@ class SQLiteStore:
             version = self.get_meta("schema_version")
         except sqlite3.OperationalError as exc:
             self._db.close()
+            from nasforge.store.lock import driver_running
+            if read_only and driver_running(self.directory):
+                raise StoreError(f"the study in {str(self.directory)!r} is being created by a running search; "
+                                 f"look again in a moment") from None
             if "readonly" in str(exc) or "read-only" in str(exc):
                 raise StoreError(f"{self.path} is read-only here; status and report can read it, a search cannot "
                                  f"continue it") from None
@@ -97,6 +101,10 @@ class SQLiteStore:
         if version is None and not read_only:
             self.set_meta("schema_version", SCHEMA_VERSION)
         elif version is None:
+            from nasforge.store.lock import driver_running
+            if driver_running(self.directory):
+                raise StoreError(f"the study in {str(self.directory)!r} is being created by a running search; "
+                                 f"look again in a moment")
             raise StoreError(f"{self.path} is not a nasforge study database (no schema version)")
         elif version != SCHEMA_VERSION:
             raise StoreError(f"{self.path} has store schema version {version}; this nasforge reads version {SCHEMA_VERSION}")
