@@ -268,3 +268,17 @@ def test_a_file_size_limit_is_one_line_and_leaves_no_half_written_checkpoint(tmp
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
     assert out.returncode in (0, 2)
     assert not list((tmp_path / "s").rglob("*.tmp*"))
+
+
+def test_the_best_trials_weights_are_on_disk_as_soon_as_they_complete(tmp_path):
+    """The batched executor keeps checkpoints in memory for up to 30 s; a kill -9 then lost the
+    best model's weights. Those of the kept best are written when the trial completes."""
+    seen = []
+
+    def check(study, trial):
+        best = study.best
+        if best is not None and best.checkpoint:
+            seen.append((tmp_path / best.checkpoint).exists())
+
+    nasforge.search("mlp", "iris", budget=2, trials=6, seed=1, out=tmp_path, executor="batched", on_trial_end=check)
+    assert seen and all(seen)
