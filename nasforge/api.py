@@ -9,7 +9,8 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
-from nasforge.config import StudyConfig, dump_yaml, instantiate, parse_config
+from nasforge.config import StudyConfig, instantiate, parse_config
+from nasforge.yaml_files import dump_yaml
 from nasforge.datasets import load_dataset
 from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.pool import ProcessPoolExecutor

@@ -164,7 +164,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from nasforge.report.leaderboard import leaderboard_table, status_json
     from nasforge.store.sqlite import SQLiteStore
-    from nasforge.study import best_trial, driver_running
+    from nasforge.results import best_trial
+    from nasforge.store.lock import driver_running
     store = SQLiteStore(args.directory, read_only=True)
     trials = store.trials()
     objective = store.get_meta("objective") or {"metric": "val_loss", "mode": "min"}
@@ -206,7 +207,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from nasforge.api import open_study
     from nasforge.errors import StoreError
     from nasforge.report.export import export_model
-    from nasforge.study import load_trained_model
+    from nasforge.results import load_trained_model
     study = open_study(args.directory)
     trial = study.store.trial(args.trial) if args.trial is not None else study.best
     if trial is None:

@@ -22,17 +22,16 @@ from torch import nn
 
 from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.base import Executor, Job, JobEvent
-from nasforge.execution.worker import HARDWARE_METRICS, read_checkpoint
+from nasforge.execution.worker import HARDWARE_METRICS
 from nasforge.heap import frozen_heap, reuse_freed_memory
 from nasforge.schedulers.base import Decision, Resume, Scheduler, Start
 from nasforge.space.space import Space
 from nasforge.store.base import Trial
-from nasforge.store.lock import StudyLock, directory_lock, driver_running  # noqa: F401 (their users import them here)
+from nasforge.store.lock import StudyLock
 from nasforge.store.sqlite import SQLiteStore, dumps
 from nasforge.strategies.base import Strategy
+from nasforge.results import best_trial, load_trained_model
 from nasforge.strategies.middleware import Canonical
-from nasforge.train.evaluator import call_evaluator, trial_parameters
-from nasforge.train.state import seed_torch
 from nasforge.types import Objective, Result, TrialState
 
 TrialCallback = Callable[["Study", Trial], None]
@@ -360,36 +359,3 @@ def _latest_result(trial: Trial) -> Result | None:
     if trial.budget_used <= 0:
         return None
     return Result(trial.metrics, trial.loss, trial.budget_used)
-
-
-def best_trial(trials: list[Trial]) -> Trial | None:
-    """The lowest loss among complete trials (among any evaluated trial if none is complete)."""
-    complete = [t for t in trials if t.state is TrialState.COMPLETE and t.loss is not None]
-    pool = complete or [t for t in trials if t.loss is not None and t.state is not TrialState.FAILED]
-    if not pool:
-        return None
-    return min(pool, key=lambda t: (-t.budget_used, t.loss, t.id) if not complete else (t.loss, t.id))
-
-
-def load_trained_model(space: Space, directory: Path, trial: Trial, evaluator: Callable[..., Any] | None = None,
-                       data: Any = None) -> nn.Module:
-    """The trial's trained model from its checkpoint. A checkpoint lost in a crash is rebuilt by
-    training again from the trial's seed to its budget (training is deterministic)."""
-    seed_torch(trial.seed)
-    model = space.build(trial.arch)
-    path = directory / trial.checkpoint if trial.checkpoint else None
-    saved = read_checkpoint(path)
-    if saved is not None:
-        state = saved["evaluator"]
-    elif path is not None and evaluator is not None:
-        state = call_evaluator(evaluator, trial_parameters(evaluator), model, data, trial.budget_used, None,
-                               arch=trial.arch, trial_id=trial.id, seed=trial.seed).state or {}
-    elif path is not None:
-        raise StoreError(f"the checkpoint of trial {trial.id} is missing ({path}); pass the evaluator to train it again")
-    else:
-        raise StoreError(f"trial {trial.id} has no trained weights: its evaluator returned no state to keep (return "
-                         f"nasforge.EvalResult(metrics, state={{'model': model.state_dict()}}) to keep them)")
-    if "model" in state:
-        model.load_state_dict(state["model"])
-    model.eval()
-    return model

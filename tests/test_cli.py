@@ -48,7 +48,7 @@ def test_default_search_status_and_export(tmp_path, capsys):
 def test_export_loads_back_and_predicts_the_same(tmp_path, fmt):
     import nasforge
     from nasforge.api import open_study
-    from nasforge.study import load_trained_model
+    from nasforge.results import load_trained_model
     study_dir = tmp_path / "s"
     assert main(["search", "--out", str(study_dir), *FAST, "--quiet"]) == 0
     assert main(["export", str(study_dir), "--format", fmt, "--out", str(tmp_path / "exp")]) == 0

@@ -134,7 +134,7 @@ def test_a_study_directory_is_locked_while_running_and_the_loser_writes_nothing(
     import subprocess
     import sys
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time, pathlib; from nasforge.study import directory_lock\n"
+        [sys.executable, "-c", "import sys, time, pathlib; from nasforge.store.lock import directory_lock\n"
          f"with directory_lock(pathlib.Path({str(tmp_path)!r})):\n    print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -22,7 +22,8 @@ from nasforge.report.leaderboard import arch_summary, metric_columns, ranked
 from nasforge.report.pareto import PARETO_META_KEY, pareto_metrics, pareto_trials
 from nasforge.store.base import Trial
 from nasforge.store.sqlite import SQLiteStore
-from nasforge.study import best_trial, driver_running
+from nasforge.results import best_trial
+from nasforge.store.lock import driver_running
 from nasforge.types import finite
 
 REPORT_NAME = "report.html"

@@ -7,7 +7,7 @@ from typing import Any
 
 from nasforge.report.pareto import pareto_metrics, pareto_trials
 from nasforge.store.base import Trial
-from nasforge.study import best_trial
+from nasforge.results import best_trial
 from nasforge.types import TrialState
 
 

@@ -68,7 +68,7 @@ def _value(trial: Trial, metric: str) -> float | None:
 
 def candidates(trials: list[Trial], metrics: Sequence[str]) -> list[Trial]:
     """The trials a front compares: complete ones with every metric (if none is complete, any
-    trial evaluated, as :func:`nasforge.study.best_trial` does). Pruned trials stopped at lower
+    trial evaluated, as :func:`nasforge.results.best_trial` does). Pruned trials stopped at lower
     budgets, so their metrics are not comparable with finished ones."""
     def usable(t: Trial) -> bool:
         return t.state is not TrialState.FAILED and all(_value(t, m) is not None for m in metrics)
