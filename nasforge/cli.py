@@ -213,11 +213,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if trial is None:
         raise StoreError(f"the study in {args.directory} has no successful trial to export")
     model = load_trained_model(study.space, study.directory, trial, study.evaluator, study.data)
-    example = study.data.x_val[:2] if hasattr(study.data, "x_val") else None
-    if example is None:
-        raise StoreError("cannot export without example inputs from the dataset")
+    example = study.data.x_val[:2].cpu() if hasattr(study.data, "x_val") else None
     out = Path(args.out) if args.out else study.directory / "export"
-    paths = export_model(model, study.space, trial, example.cpu(), out, args.format, study.space.name)
+    paths = export_model(model, study.space, trial, example, out, args.format, study.space.name)
     _console().print(f"exported trial {trial.id} ({args.format}): " + ", ".join(str(p) for p in paths))
     return 0
 

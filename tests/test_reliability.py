@@ -282,3 +282,24 @@ def test_the_best_trials_weights_are_on_disk_as_soon_as_they_complete(tmp_path):
 
     nasforge.search("mlp", "iris", budget=2, trials=6, seed=1, out=tmp_path, executor="batched", on_trial_end=check)
     assert seen and all(seen)
+
+
+def test_an_export_directory_describes_the_files_in_it_and_needs_no_data_for_a_state_dict(tmp_path):
+    import json
+    study = nasforge.search("mlp", "iris", budget=1, trials=2, out=tmp_path / "s")
+    assert cli("export", tmp_path / "s", "--trial", "0").returncode == 0
+    assert cli("export", tmp_path / "s", "--trial", "1", "--format", "torchscript").returncode == 0
+    export = tmp_path / "s" / "export"
+    assert sorted(p.name for p in export.iterdir()) == ["arch.json", "model.torchscript.pt"]
+    assert json.loads((export / "arch.json").read_text())["trial"] == 1
+    study.store.close()
+
+    (tmp_path / "table.py").write_text(
+        "from torch import nn\nfrom nasforge import EvalResult\n"
+        "def space(arch):\n    return nn.Linear(2, arch.categorical('w', [1, 2]))\n"
+        "def evaluate(model, data, budget, state, arch):\n"
+        "    return EvalResult({'val_loss': arch['w']}, state={'model': model.state_dict()})\n")
+    (tmp_path / "c.yaml").write_text("space: table:space\nevaluator: table:evaluate\ndataset: none\ntrials: 2\nbudget: 1\n")
+    assert cli("search", "c.yaml", "--out", "t", "--quiet", cwd=tmp_path).returncode == 0
+    assert cli("export", "t", cwd=tmp_path).returncode == 0
+    assert "--format state_dict" in one_error_line(cli("export", "t", "--format", "torchscript", cwd=tmp_path))

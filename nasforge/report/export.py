@@ -16,26 +16,35 @@ from nasforge.store.base import Trial
 FORMATS = ("state_dict", "torchscript")
 
 
-def export_model(model: nn.Module, space: Space, trial: Trial, example: torch.Tensor, out: Path, fmt: str,
+def export_model(model: nn.Module, space: Space, trial: Trial, example: torch.Tensor | None, out: Path, fmt: str,
                  space_name: str) -> list[Path]:
-    """Write the model in ``fmt`` plus ``arch.json`` (architecture, space, context, metrics)."""
+    """Write the model in ``fmt`` plus ``arch.json`` (architecture, space, context, metrics).
+    ``example`` (inputs from the dataset) is needed to trace TorchScript, not for a state dict. A
+    directory holds one export: the other format's file, from an earlier export, is removed."""
     if fmt not in FORMATS:
         raise ConfigError(f"Invalid export format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if example is None and fmt != "state_dict":
+        raise ConfigError(f"export format {fmt!r} needs example inputs from the dataset, and the study has none; "
+                          f"use --format state_dict")
     out.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     info = {"trial": trial.id, "arch": trial.arch, "space": space_name, "context": _jsonable(space.context),
-            "metrics": trial.metrics, "input_shape": list(example.shape[1:]), "format": fmt}
-    arch_file = out / "arch.json"
-    arch_file.write_text(json.dumps(info, indent=2))
+            "metrics": trial.metrics, "input_shape": None if example is None else list(example.shape[1:]), "format": fmt}
+    path = out / _FILES[fmt]
+    for other in set(_FILES.values()) - {_FILES[fmt]}:
+        (out / other).unlink(missing_ok=True)
     if fmt == "state_dict":
-        path = out / "model.pt"
         torch.save(model.state_dict(), path)
     else:
-        path = out / "model.torchscript.pt"
         with torch.no_grad():
-            scripted = _torchscript(model, example)
+            scripted = _torchscript(model, example)  # type: ignore[arg-type]
         scripted.save(str(path))
+    arch_file = out / "arch.json"  # last: it describes the files beside it
+    arch_file.write_text(json.dumps(info, indent=2))
     return [path, arch_file]
+
+
+_FILES = {"state_dict": "model.pt", "torchscript": "model.torchscript.pt"}
 
 
 def _torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
