@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from nasforge.errors import NasforgeError
+from nasforge.errors import NasforgeError, visible
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -58,14 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def one_line(value: Any) -> str:
-    """An error as one line of plain text: control characters (newlines, ANSI escapes) escaped."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(value))
-
-
 def safe(value: Any) -> str:
     from nasforge.report.leaderboard import terminal_safe
     return terminal_safe(value)
+
+
+def one_line(value: Any) -> str:
+    """An error printed without rich: one line of plain text."""
+    return visible(value)
 
 
 def _console() -> Any:

@@ -1,6 +1,8 @@
 """Errors with messages meant for the user: each names what is wrong and what is allowed."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class NasforgeError(Exception):
     """Base class of every error nasforge raises on purpose."""
@@ -20,3 +22,9 @@ class StoreError(NasforgeError):
 
 class DataError(NasforgeError, ValueError):
     """A dataset is missing or malformed."""
+
+
+def visible(value: Any) -> str:
+    """Text from user code (an option, an error) as one line of plain text: characters that are
+    not printable (newlines, ANSI escapes) written as their escapes, so they are shown, never obeyed."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(value))

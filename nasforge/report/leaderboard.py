@@ -1,10 +1,10 @@
 """Leaderboard and status summaries read from a study's store."""
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any
 
+from nasforge.errors import visible
 from nasforge.report.pareto import pareto_metrics, pareto_trials
 from nasforge.store.base import Trial
 from nasforge.results import best_trial
@@ -17,15 +17,10 @@ def ranked(trials: list[Trial]) -> list[Trial]:
     return sorted(scored, key=lambda t: (t.state is not TrialState.COMPLETE, -t.budget_used, t.loss, t.id))
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def terminal_safe(value: Any) -> str:
-    """Text from user code (an option, an error) as the terminal should show it: control
-    characters (ANSI escapes) made visible and rich's markup escaped, so it is printed, never
-    obeyed."""
+    """:func:`visible`, with rich's markup escaped too, for text printed through rich."""
     from rich.markup import escape
-    return escape(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value)))
+    return escape(visible(value))
 
 
 def arch_summary(arch: dict[str, Any], limit: int = 60) -> str:
