@@ -20,7 +20,8 @@ from nasforge.registry import add_module_dirs, import_object, module_dir
 from nasforge.space.space import Space
 from nasforge.spaces import SPACES
 from nasforge.store.sqlite import DB_NAME, SQLiteStore
-from nasforge.study import Study, StudyLock
+from nasforge.store.lock import StudyLock
+from nasforge.study import Study
 from nasforge.train.data import Data
 from nasforge.train.evaluator import trial_parameters
 from nasforge.train.trainer import SupervisedTrainer

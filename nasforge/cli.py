@@ -63,10 +63,6 @@ def safe(value: Any) -> str:
     return terminal_safe(value)
 
 
-def one_line(value: Any) -> str:
-    """An error printed without rich: one line of plain text."""
-    return visible(value)
-
 
 def _console() -> Any:
     from rich.console import Console
@@ -256,16 +252,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nasforge.datasets import DATASETS
         return _list(DATASETS)
     except NasforgeError as exc:
-        print(f"nasforge: error: {one_line(exc)}", file=sys.stderr)
+        print(f"nasforge: error: {visible(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # a full disk, a file size limit, a directory we may not write
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"nasforge: error: {one_line(where)}{one_line(exc.strerror or exc)}; what was recorded before is kept",
+        print(f"nasforge: error: {visible(where)}{visible(exc.strerror or exc)}; what was recorded before is kept",
               file=sys.stderr)
         return EXIT_BAD_INPUT
     except sqlite3.DatabaseError as exc:  # a page of study.db is damaged
         where = getattr(args, "directory", None) or "the study"
-        print(f"nasforge: error: the database of {one_line(where)} is damaged ({one_line(exc)}); "
+        print(f"nasforge: error: the database of {visible(where)} is damaged ({visible(exc)}); "
               f"`sqlite3 study.db .recover` may save what can be read", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

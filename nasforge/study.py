@@ -24,22 +24,21 @@ from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.base import Executor, Job, JobEvent
 from nasforge.execution.worker import HARDWARE_METRICS
 from nasforge.heap import frozen_heap, reuse_freed_memory
+from nasforge.results import best_trial, load_trained_model
 from nasforge.schedulers.base import Decision, Resume, Scheduler, Start
 from nasforge.space.space import Space
 from nasforge.store.base import Trial
 from nasforge.store.lock import StudyLock
 from nasforge.store.sqlite import SQLiteStore, dumps
 from nasforge.strategies.base import Strategy
-from nasforge.results import best_trial, load_trained_model
 from nasforge.strategies.middleware import Canonical
 from nasforge.types import Objective, Result, TrialState
 
 TrialCallback = Callable[["Study", Trial], None]
 _STATE_KEY = "scheduler_state"
-STOPPED_KEY = "stopped_by_config"
+STOPPED_KEY = "stopped_by_config"  # the config mistake a result revealed: resuming would repeat it
 _CRASHES_KEY = "crashed_while_running"  # trial id -> [crashes of the driver while it ran there, alone the last time]
 _ALIVE_KEY = "driver_alive"  # set while a driver runs the study: found set, the last one died without a word
-  # the config mistake a result revealed: resuming would repeat it
 
 
 def trial_seed(seed: int, trial_id: int) -> int:
@@ -147,7 +146,7 @@ class Study:
     def _loop(self, executor: Executor, on_trial_end: TrialCallback | None) -> None:
         crashes = self._count_crash(executor)
         queued = self.store.trials([TrialState.QUEUED])  # left over from a crash: run them again
-        suspects = [t for t in queued if crashes.get(t.id, (0, False)) >= (1, True) or crashes.get(t.id, (0, False))[0] >= 2]
+        suspects = [t for t in queued if _suspect(*crashes.get(t.id, (0, False)))]
         if suspects:
             self._run_isolated(executor, suspects, on_trial_end)
         rest = [t for t in queued if t not in suspects]  # as before the crash: the same results
@@ -338,6 +337,12 @@ class Study:
         if best is None:
             raise StoreError("The study has no successful trial yet")
         return load_trained_model(self.space, self.directory, best, self.evaluator, self.data)
+
+
+def _suspect(crashes: int, alone: bool) -> bool:
+    """Whether a trial that was running when the driver died runs in a process of its own next:
+    it was alone then (the death may be its own), or it was in two deaths."""
+    return crashes >= 2 or (crashes >= 1 and alone)
 
 
 def missing_metric(objective: Objective, metrics: dict[str, float]) -> str | None:

@@ -39,7 +39,8 @@ class Executor(Protocol):
     """``capacity``: jobs it runs at once. ``isolated``: True when every trial runs in a worker
     process (a hard crash there, a segfault or the OOM killer, ends only that worker, which is
     replaced); False when trials run in the driver's process (such a crash ends the driver; on
-    resume the study fails a trial that was running in two crashes instead of replaying it)."""
+    resume the study runs the trials it left running in a worker process of their own, so a
+    crash of their own fails only them instead of being replayed)."""
 
     capacity: int
     isolated: bool
