@@ -16,6 +16,8 @@ from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.pool import ProcessPoolExecutor
 from nasforge.execution.serial import SerialExecutor
 from nasforge.execution.worker import HARDWARE_METRICS, HardwareSettings, WorkerContext
+from nasforge.oneshot.base import is_one_shot
+from nasforge.oneshot.strategy import OneShotStrategy
 from nasforge.registry import add_module_dirs, import_object, module_dir
 from nasforge.space.space import Space
 from nasforge.spaces import SPACES
@@ -56,6 +58,9 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     if isinstance(evaluator, SupervisedTrainer) and isinstance(data, Data):
         _check_reported(cfg, evaluator.metric_names(data.task) + (HARDWARE_METRICS if cfg.hardware else ()), data.task)
     strategy = objects.strategy or instantiate("strategy", cfg.strategy)
+    if is_one_shot(strategy):  # a supernet search, then its architecture retrained as a trial
+        strategy = OneShotStrategy(strategy)
+        strategy.check(space, data)
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
     context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data),
                                         timeout=cfg.trial_timeout)

@@ -28,3 +28,11 @@ def visible(value: Any) -> str:
     """Text from user code (an option, an error) as one line of plain text: characters that are
     not printable (newlines, ANSI escapes) written as their escapes, so they are shown, never obeyed."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(value))
+
+
+class UnsupportedDecision(SpaceError):
+    """A space asks a decision that the current ``arch`` mode cannot search."""
+
+    def __init__(self, label: str, mode: str, kind: str, remedy: str):
+        self.label, self.mode, self.kind = label, mode, kind
+        super().__init__(f"decision {label!r} ({kind}) cannot be searched in {mode} mode: {remedy}")

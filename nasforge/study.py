@@ -36,6 +36,7 @@ from nasforge.types import Objective, Result, TrialState
 
 TrialCallback = Callable[["Study", Trial], None]
 _STATE_KEY = "scheduler_state"
+ONESHOT_KEY = "oneshot"  # a one-shot search's record: per epoch, its figures, distributions and derived architecture
 STOPPED_KEY = "stopped_by_config"  # the config mistake a result revealed: resuming would repeat it
 _CRASHES_KEY = "crashed_while_running"  # trial id -> [crashes of the driver while it ran there, alone the last time]
 _ALIVE_KEY = "driver_alive"  # set while a driver runs the study: found set, the last one died without a word
@@ -58,6 +59,7 @@ class Study:
         self.objective, self.seed = objective, int(seed)
         self.max_budget, self.max_trials = max_budget, max_trials
         self.strategy = Canonical(strategy, space.fill, walk=space.walk, repeats=repeats)
+        self._search_first = getattr(strategy, "search_first", None)  # a one-shot search runs before the trials
         self.scheduler = scheduler
         self.executor_factory = executor_factory
         self._set_up = False
@@ -124,6 +126,9 @@ class Study:
         with contextlib.ExitStack() as stack, frozen_heap():
             stack.callback(lock.release)
             self.prepare()
+            if self._search_first is not None:
+                self._search_first(self.space, self.data, self.directory, self.seed,
+                                   lambda history: self.store.set_meta(ONESHOT_KEY, history))
             executor = self._executor = self.executor_factory()
             # Strategies may hold asks back until results arrive, but never below real parallelism.
             self.strategy.min_pending = int(getattr(executor, "parallelism", executor.capacity))

@@ -67,7 +67,7 @@ def test_export_loads_back_and_predicts_the_same(tmp_path, fmt):
     ("trials: many\n", "trials: Input should be a valid integer"),
     ("trials: 0\n", "trials: Input should be greater than or equal to 1"),
     ("strategy: bayes-magic\n", "unknown strategy 'bayes-magic'; available: "),
-    ("space: nope\n", "unknown space 'nope'; available: mlp"),
+    ("space: nope\n", "unknown space 'nope'; available: darts, enas_macro, enas_micro, mlp"),
     ("dataset: cifar\n", "unknown dataset 'cifar'; available: breast_cancer"),
     ("trainer: {lr: -1}\n", "trainer.lr: Input should be greater than 0"),
     ("trainer: {optimiser: adam}\n", "unknown key 'trainer.optimiser'; allowed keys here: optimizer, lr"),

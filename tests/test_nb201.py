@@ -82,8 +82,8 @@ class _Fixed:
     def __init__(self, values):
         self.values = values
 
-    def categorical(self, label, options):
-        return self.values[label]
+    def choice(self, label, candidates):
+        return candidates[self.values[label]]()
 
 
 # --- the lookup ------------------------------------------------------------------------------

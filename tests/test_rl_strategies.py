@@ -9,7 +9,7 @@ from torch import nn
 from conftest import nested_space
 from nasforge.errors import ConfigError
 from nasforge.space import Space
-from nasforge.strategies.controller import Controller
+from nasforge.space.controller import Controller
 from nasforge.strategies.ppo import PPO, gae
 from nasforge.strategies.random import RandomSearch
 from nasforge.strategies.reinforce import Reinforce

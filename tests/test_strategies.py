@@ -11,7 +11,7 @@ import pytest
 from nasforge.errors import ConfigError
 from nasforge.space import Space
 from nasforge.spaces.mlp import mlp
-from nasforge.strategies import STRATEGIES
+from nasforge.strategies import ASK_TELL, STRATEGIES
 from nasforge.strategies.grid import GridSearch
 from nasforge.types import Result
 
@@ -44,7 +44,7 @@ def drive(strategy, n: int, seed: int = 0):
     return out
 
 
-@pytest.mark.parametrize("name", STRATEGIES.names())
+@pytest.mark.parametrize("name", ASK_TELL.names())  # one-shot ones: test_oneshot.py
 def test_asks_are_valid_architectures(name):
     space = Space(mlp, {"n_in": 4, "n_out": 3})
     for arch in drive(make(name), 8):
@@ -52,12 +52,12 @@ def test_asks_are_valid_architectures(name):
         json.dumps(arch)  # plain JSON
 
 
-@pytest.mark.parametrize("name", STRATEGIES.names())
+@pytest.mark.parametrize("name", ASK_TELL.names())  # one-shot ones: test_oneshot.py
 def test_same_seed_same_sequence(name):
     assert drive(make(name), 8, seed=3) == drive(make(name), 8, seed=3)
 
 
-@pytest.mark.parametrize("name", STRATEGIES.names())
+@pytest.mark.parametrize("name", ASK_TELL.names())  # one-shot ones: test_oneshot.py
 def test_state_dict_round_trip_continues_identically(name):
     a = make(name)
     drive(a, 4, seed=1)
@@ -68,7 +68,7 @@ def test_state_dict_round_trip_continues_identically(name):
     assert [a.ask() for _ in range(3)] == [b.ask() for _ in range(3)]
 
 
-@pytest.mark.parametrize("name", STRATEGIES.names())
+@pytest.mark.parametrize("name", ASK_TELL.names())  # one-shot ones: test_oneshot.py
 def test_reproducible_in_another_process(name):
     code = (
         "import json, sys; sys.path.insert(0, 'tests');"

@@ -6,8 +6,10 @@ A space is ordinary PyTorch code::
         depth = arch.int("depth", 1, 4)
         ...
 
-What the ``arch`` object is decides what the same code does. Each mode is one small class that
-answers a single question, ``_value(label, domain)``: which value should this decision take?
+What the ``arch`` object is decides what the same code does (the protocol, and what holds in
+every mode: :mod:`nasforge.space.protocol`). The modes here answer one question,
+``_value(label, domain)``: which value should this decision take? A mode that builds modules
+instead of picking values (supernet) also implements ``choice`` and ``inputs`` itself.
 
 * :class:`FixedArch` — the value stored in a given architecture dict (retraining, export, trials).
 * :class:`RecordingArch` — a default (or an override), while recording labels and domains.
@@ -57,20 +59,18 @@ class ArchBase:
         return self._decide(label, CategoricalDomain(tuple(options)))
 
     def choice(self, label: str, candidates: Mapping[str, Callable[[], nn.Module]]) -> nn.Module:
-        if not isinstance(candidates, Mapping):
-            raise SpaceError(f"Decision {label!r}: candidates must be a dict of name -> factory, got {type(candidates).__name__}")
-        name = self._decide(label, ChoiceDomain(tuple(candidates)))
-        factory = candidates[name]
-        if not callable(factory):
-            raise SpaceError(f"Decision {label!r}: candidate {name!r} must be a callable that builds a module")
-        return factory()
+        name = self.decide(label, choice_domain(label, candidates))
+        return build_candidate(label, name, candidates[name])
 
     def inputs(self, label: str, candidates: Sequence[str], k: int | None = 1) -> list[str]:
-        if isinstance(candidates, str) or not isinstance(candidates, Sequence):
-            raise SpaceError(f"Decision {label!r}: candidates must be a list of names")
-        return list(self._decide(label, InputsDomain(tuple(candidates), k)))
+        return list(self.decide(label, inputs_domain(label, candidates, k)))
 
     # --- shared bookkeeping --------------------------------------------------------------
+    def decide(self, label: str, domain: Domain) -> Any:
+        """The value of decision ``label`` in ``domain``: the one given before if it was asked
+        already (a shared decision), else this mode's answer (recorded)."""
+        return self._decide(label, domain)
+
     def _decide(self, label: str, domain: Domain) -> Any:
         if not isinstance(label, str) or not label:
             raise SpaceError(f"Decision labels must be non-empty strings, got {label!r}")
@@ -88,6 +88,27 @@ class ArchBase:
 
     def _value(self, label: str, domain: Domain) -> Any:
         raise NotImplementedError
+
+
+def choice_domain(label: str, candidates: Mapping[str, Callable[[], nn.Module]]) -> ChoiceDomain:
+    if not isinstance(candidates, Mapping):
+        raise SpaceError(f"Decision {label!r}: candidates must be a dict of name -> factory, got {type(candidates).__name__}")
+    return ChoiceDomain(tuple(candidates))
+
+
+def inputs_domain(label: str, candidates: Sequence[str], k: int | None) -> InputsDomain:
+    if isinstance(candidates, str) or not isinstance(candidates, Sequence):
+        raise SpaceError(f"Decision {label!r}: candidates must be a list of names")
+    return InputsDomain(tuple(candidates), k)
+
+
+def build_candidate(label: str, name: str, factory: Callable[[], nn.Module]) -> nn.Module:
+    if not callable(factory):
+        raise SpaceError(f"Decision {label!r}: candidate {name!r} must be a callable that builds a module")
+    module = factory()
+    if not isinstance(module, nn.Module):
+        raise SpaceError(f"Decision {label!r}: candidate {name!r} built a {type(module).__name__}, not a torch.nn.Module")
+    return module
 
 
 class FixedArch(ArchBase):

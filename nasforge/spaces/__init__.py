@@ -8,4 +8,7 @@ SPACES: Registry = Registry("space", {
     "nb201": "nasforge.spaces.nb201:nb201",
     "nasrl": "nasforge.spaces.nasrl:nasrl_cnn",
     "mnas": "nasforge.spaces.mnas:mnas",
+    "darts": "nasforge.spaces.darts:darts",
+    "enas_macro": "nasforge.spaces.enas:enas_macro",
+    "enas_micro": "nasforge.spaces.enas:enas_micro",
 })

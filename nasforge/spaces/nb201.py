@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import SpaceError
+from nasforge.spaces.conv_utils import Reshape, conv_kit
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), official order
@@ -89,13 +90,39 @@ OP_FACTORIES: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
-class Cell(nn.Module):
-    """Node ``i`` is the sum over ``j < i`` of ``op_{i,j}(node j)``; node 0 is the input, node 3 the output."""
+def _named(name: str, module: nn.Module) -> nn.Module:
+    module.op_name = name  # type: ignore[assignment]  # the cell's string is read from its edges
+    return module
 
-    def __init__(self, ops: Sequence[str], channels: int):
+
+class OpToken(nn.Module):
+    """A parameter-free stand-in for an op, for the stub: only its name matters."""
+
+    def __init__(self, name: str):
         super().__init__()
-        self.ops = tuple(ops)
-        self.edges = nn.ModuleList(OP_FACTORIES[op](channels) for op in self.ops)
+        self.op_name = name
+
+
+def edge_ops(channels: int, materialize: bool = True) -> dict[str, Callable[[], nn.Module]]:
+    """The candidates of one edge (``arch.choice``), as modules of ``channels`` channels."""
+    if not materialize:
+        return {op: (lambda op=op: OpToken(op)) for op in OPS}
+    return {op: (lambda op=op: _named(op, OP_FACTORIES[op](channels))) for op in OPS}
+
+
+class Cell(nn.Module):
+    """Node ``i`` is the sum over ``j < i`` of ``op_{i,j}(node j)``; node 0 is the input, node 3 the output.
+    Each edge is ``arch.choice``: in supernet mode it is a mixed op, and the same code builds the
+    supernet of the space."""
+
+    def __init__(self, arch: Any, channels: int):
+        super().__init__()
+        self.edges = nn.ModuleList(arch.choice(label, edge_ops(channels)) for label in LABELS)
+
+    @property
+    def ops(self) -> tuple[str, ...] | None:
+        names = tuple(getattr(edge, "op_name", None) for edge in self.edges)
+        return None if None in names else names  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
@@ -124,25 +151,27 @@ class ResidualReduction(nn.Module):
 
 class NB201Network(nn.Module):
     """Stem conv, 3 stages of ``N`` cells (C, 2C, 4C channels) with residual reductions between,
-    BN-ReLU, global average pool, linear classifier."""
+    BN-ReLU, global average pool, linear classifier. ``arch_str`` is None for a supernet."""
 
-    def __init__(self, ops: Sequence[str], in_channels: int, n_out: int, C: int, N: int):
+    def __init__(self, arch: Any, image: Sequence[int], n_out: int, C: int, N: int):
         super().__init__()
-        self.arch_str = to_arch_str(dict(zip(LABELS, ops)))
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+        self.reshape = Reshape(image)  # flat square inputs (digits' 64 features) as images
+        self.stem = nn.Sequential(nn.Conv2d(image[0], C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
         layers: list[nn.Module] = []
         channels = C
         for stage in range(3):
             if stage > 0:
                 layers.append(ResidualReduction(channels, channels * 2))
                 channels *= 2
-            layers.extend(Cell(ops, channels) for _ in range(N))
+            layers.extend(Cell(arch, channels) for _ in range(N))
         self.cells = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(channels, n_out)
+        ops = layers[0].ops
+        self.arch_str = to_arch_str(dict(zip(LABELS, ops))) if ops else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.head(self.cells(self.stem(x))))
+        return self.classifier(self.head(self.cells(self.stem(self.reshape(x)))))
 
 
 class NB201Stub(nn.Module):
@@ -160,15 +189,16 @@ class NB201Stub(nn.Module):
 def nb201(arch: Any, n_out: int = 10, C: int = 16, N: int = 5, materialize: bool = True,
           input_shape: Sequence[int] = (3, 32, 32)) -> nn.Module:
     """The NAS-Bench-201 cell space (5^6 = 15,625 cells). ``input_shape`` is ``(channels, H, W)``
-    (from the data when it has one); ``C`` is the first stage's width and ``N`` the cells per stage
-    (NB201 used C=16, N=5). ``materialize=False`` returns :class:`NB201Stub` for tabular lookups."""
-    ops = [arch.categorical(label, list(OPS)) for label in LABELS]
+    or a square number of features (from the data when it has one); ``C`` is the first stage's
+    width and ``N`` the cells per stage (NB201 used C=16, N=5). Every edge is an ``arch.choice``,
+    so the supernet mode builds the space's supernet. ``materialize=False`` returns :class:`NB201Stub` for tabular lookups."""
     if not materialize:
-        return NB201Stub(ops)
-    shape = tuple(input_shape)
-    if len(shape) != 3:
-        raise SpaceError(f"The nb201 space needs images: input_shape (channels, height, width), got {shape}")
+        return NB201Stub([arch.choice(label, edge_ops(0, materialize=False)).op_name for label in LABELS])
+    kit = conv_kit(input_shape, "nb201")
+    if kit.dims != 2:
+        raise SpaceError(f"The nb201 space needs images: input_shape (channels, height, width) or a square number "
+                         f"of features, got {tuple(input_shape)}")
     for name, value in (("n_out", n_out), ("C", C), ("N", N)):
         if not isinstance(value, int) or value < 1:
             raise SpaceError(f"Invalid {name} for the nb201 space: {value!r} (must be an int >= 1)")
-    return NB201Network(ops, int(shape[0]), n_out, C, N)
+    return NB201Network(arch, kit.shape, n_out, C, N)

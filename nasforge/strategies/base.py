@@ -20,16 +20,20 @@ Contract (the study and the schedulers are the only callers):
    that decides as the space asks (the RL controllers) walks the space itself, so it sees the
    decisions an architecture really has even where the schema's conditions cannot state them
    (``schema.exact`` False). Strategies that only sample or encode through the schema ignore it.
-6. ``state_dict()`` returns plain JSON data; after ``setup`` with an identically seeded rng,
+6. A one-shot method (:mod:`nasforge.oneshot`: a supernet trained once) is not a strategy by
+   itself; the study puts it behind this protocol (``OneShotStrategy``), runs its search before
+   the first ``ask``, and then retrains what it derived as an ordinary trial.
+7. ``state_dict()`` returns plain JSON data; after ``setup`` with an identically seeded rng,
    ``load_state_dict(state)`` restores the strategy so that later asks are the same as if it had
    never stopped. The study saves it after every ask and tell.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from nasforge.space.protocol import SpaceWalk
 from nasforge.space.schema import Schema
 from nasforge.types import ArchDict, Result
 
@@ -51,10 +55,11 @@ def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     rng.bit_generator.state = state
 
 
-SpaceWalk = Callable[[Any], Any]
-"""Runs the space with the given ``arch`` mode object answering its decisions."""
 
 
 def is_ready(strategy: Strategy) -> bool:
     ready = getattr(strategy, "ready", None)
     return bool(ready()) if callable(ready) else True
+
+
+__all__ = ["Strategy", "SpaceWalk", "rng_state", "set_rng_state", "is_ready"]

@@ -17,7 +17,7 @@ import torch
 from nasforge.errors import ConfigError
 from nasforge.space.schema import Schema
 from nasforge.strategies.base import SpaceWalk
-from nasforge.strategies.controller import Controller, Rollout
+from nasforge.space.controller import Controller, Rollout
 from nasforge.train.state import torch_threads
 from nasforge.types import ArchDict, Result, arch_key
 

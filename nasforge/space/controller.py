@@ -27,7 +27,7 @@ from nasforge.errors import ConfigError, NasforgeError, SpaceError
 from nasforge.space.arch import ArchBase
 from nasforge.space.domains import CategoricalDomain, Domain, FloatDomain, InputsDomain, IntDomain, _same
 from nasforge.space.schema import Schema
-from nasforge.strategies.base import SpaceWalk
+from nasforge.space.protocol import SpaceWalk
 from nasforge.types import ArchDict
 
 MAX_OPTIONS = 128
@@ -101,7 +101,7 @@ class Controller(nn.Module):
         if walk is None:
             for d in self.schema:
                 if self.schema.is_active(d, arch.values):
-                    arch._decide(d.label, d.domain)
+                    arch.decide(d.label, d.domain)
             return arch.result
         try:
             walk(arch)

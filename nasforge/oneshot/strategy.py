@@ -1,0 +1,59 @@
+"""A one-shot method behind the strategy protocol, so that a study runs it like any strategy.
+
+The study calls :meth:`OneShotStrategy.search_first` before its loop (contract item 7 of
+:mod:`nasforge.strategies.base`): the supernet search runs (or finishes, after a kill) in the
+driver, recording each epoch in the store. ``ask`` then proposes the derived architecture,
+once; the scheduler has it retrained from scratch by the study's evaluator as an ordinary trial,
+so ``status``, ``report`` and ``export`` need nothing new.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from nasforge.oneshot.base import OneShotMethod
+from nasforge.oneshot.loop import OneShotSearch, build_supernet
+from nasforge.space.schema import Schema
+from nasforge.space.space import Space
+from nasforge.train.data import Data
+from nasforge.types import ArchDict, Result
+
+
+class OneShotStrategy:
+    def __init__(self, method: OneShotMethod):
+        self.method = method
+        self.derived: ArchDict | None = None
+        self.proposed = False
+
+    def check(self, space: Space, data: Any) -> None:
+        """Refuse, before any work, a space the supernet cannot hold or a study without data."""
+        if not isinstance(data, Data):
+            from nasforge.errors import ConfigError
+            raise ConfigError(f"strategy {type(self.method).__name__} trains a supernet on the study's dataset; "
+                              f"give a dataset (it cannot search with dataset: none)")
+        build_supernet(space, self.method)
+
+    def search_first(self, space: Space, data: Data, directory: Any, seed: int,
+                     record: Callable[[list[dict[str, Any]]], None]) -> None:
+        if self.derived is None:
+            self.derived = OneShotSearch(self.method, space, data, directory, seed, record).run()
+
+    # --- the strategy protocol ------------------------------------------------------------------
+    def setup(self, schema: Schema, rng: np.random.Generator) -> None:
+        self.derived, self.proposed = None, False
+
+    def ask(self) -> ArchDict | None:
+        if self.derived is None or self.proposed:
+            return None
+        self.proposed = True
+        return dict(self.derived)
+
+    def tell(self, arch: ArchDict, result: Result) -> None:
+        """The retrained result of the derived architecture: nothing is left to learn."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"derived": self.derived, "proposed": self.proposed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.derived, self.proposed = state["derived"], bool(state["proposed"])
