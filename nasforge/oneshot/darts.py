@@ -86,8 +86,13 @@ class SoftmaxMixer:
         return list(self.weights(label).unbind())
 
     def distribution(self) -> dict[str, dict[str, float]]:
+        """Per decision, each candidate's weight; for an inputs decision with edges, each edge's
+        strength (its strongest op other than none), by which derivation ranks them."""
         out: dict[str, dict[str, float]] = {}
         for label, domain in self.domains.items():
+            if isinstance(domain, InputsDomain) and label not in self.alpha:  # an edge's strength ranks it
+                out[label] = {str(n): round(max(self._edge_strength(f"{label}/{n}"), 0.0), 6) for n in domain.candidates}
+                continue
             names = domain.options if isinstance(domain, ChoiceDomain) else domain.candidates  # type: ignore[union-attr]
             w = self.weights(label).detach()
             out[label] = {str(n): round(float(v), 6) for n, v in zip(names, w)}

@@ -4,8 +4,9 @@ No server, no network, no external CSS or JS: plots are embedded as base64 PNG i
 piece of text taken from the store is escaped. Sections: summary (trial counts by state,
 objective, seed, config), leaderboard (top 20, the columns of ``nasforge status``), the best
 architecture as JSON, the search trajectory, learning curves of the top trials, the rungs of a
-multi-fidelity study, and the Pareto front with a table of its trials when a second metric is
-there (the metric choice: :mod:`nasforge.report.pareto`).
+multi-fidelity study, the Pareto front with a table of its trials when a second metric is
+there (the metric choice: :mod:`nasforge.report.pareto`), and a one-shot search's epochs and
+architecture weights (:mod:`nasforge.report.oneshot`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 
 from nasforge.errors import StoreError
 from nasforge.report.leaderboard import arch_summary, metric_columns, ranked
+from nasforge.report.oneshot import oneshot_section
 from nasforge.report.pareto import PARETO_META_KEY, pareto_metrics, pareto_trials
 from nasforge.store.base import Trial
 from nasforge.store.sqlite import SQLiteStore
@@ -27,6 +29,7 @@ from nasforge.store.lock import driver_running
 from nasforge.types import finite
 
 REPORT_NAME = "report.html"
+ONESHOT_RECORD = "oneshot"  # nasforge.study.ONESHOT_KEY (the report imports nothing heavy)
 LEADERBOARD_TOP = 20
 CURVES_TOP = 5
 
@@ -87,6 +90,7 @@ def render_report(store: SQLiteStore, directory: Path) -> str:
         "<h2>Plots</h2>" + ("".join(_figure(png, caption) for png, caption in figures if png is not None)
                             or '<p class="muted">No trial has a result to plot yet.</p>'),
         _pareto(trials, objective, store.get_meta(PARETO_META_KEY)),
+        oneshot_section(store.get_meta(ONESHOT_RECORD), _figure, _fmt),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>nasforge report: {escape(str(directory))}</title><style>{_STYLE}</style></head>\n<body>\n"
