@@ -19,6 +19,8 @@ from nasforge.space.supernet import MixedInputs, MixedOp, SupernetArch, sum_inpu
 from nasforge.spaces.darts import darts
 from nasforge.spaces.enas import enas_macro, enas_micro
 from nasforge.spaces.nb201 import LABELS, OPS, nb201
+from nasforge.strategies import ONE_SHOT
+import nasforge.spaces.mlp
 
 
 def _supernet(space: Space, method) -> nn.Module:
@@ -228,12 +230,18 @@ def _record_stopping_after(epochs: int, store: list):
     return record, Killed
 
 
-def test_enas_resumed_from_its_checkpoint_ends_as_an_uninterrupted_search(tmp_path):
+SMALL = {"darts": {"epochs": 3, "batch_size": 256}, "enas": {"epochs": 3, "batch_size": 256, "controller_steps": 6,
+                                                                "controller_batch": 3, "derive_samples": 3}}
+
+
+@pytest.mark.parametrize("name", ONE_SHOT.names())
+def test_a_search_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path, name):
+    """Contract of every one-shot method: its state_dict carries everything the next epochs use."""
     data = load_dataset("mnist1d")
     space = Space(enas_macro, data.context(), args={"C": 4, "layers": 3})
 
     def method():
-        return Enas(epochs=3, batch_size=256, controller_steps=6, controller_batch=3, derive_samples=3)
+        return ONE_SHOT.get(name)(**SMALL[name])
 
     whole = OneShotSearch(method(), space, data, tmp_path / "a", seed=3).run()
     seen: list = []
@@ -241,14 +249,40 @@ def test_enas_resumed_from_its_checkpoint_ends_as_an_uninterrupted_search(tmp_pa
     with pytest.raises(killed):
         OneShotSearch(method(), space, data, tmp_path / "b", seed=3, record=record).run()
     torch.manual_seed(12345)  # the resumed run must not depend on the state the process is in
-    resumed_method = method()
-    resumed = OneShotSearch(resumed_method, space, data, tmp_path / "b", seed=3).run()
+    resumed = OneShotSearch(method(), space, data, tmp_path / "b", seed=3).run()
     assert resumed == whole
     first = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)
     second = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)
-    assert first["method"]["controller"] == second["method"]["controller"]
+    assert first["history"] == [dict(h, seconds=a["seconds"]) for h, a in zip(second["history"], first["history"])]
     for key, value in first["model"].items():
         assert torch.equal(value, second["model"][key]), key
+
+
+@pytest.mark.parametrize("name", ONE_SHOT.names())
+def test_every_one_shot_method_refuses_what_it_cannot_search_and_is_seeded(tmp_path, name):
+    with pytest.raises(UnsupportedDecision, match="'depth'"):
+        build_supernet(Space(nasforge.spaces.mlp.mlp, {"n_in": 4, "n_out": 3}), ONE_SHOT.get(name)())
+    data = load_dataset("mnist1d")
+    space = Space(enas_macro, data.context(), args={"C": 4, "layers": 3})
+    runs = [OneShotSearch(ONE_SHOT.get(name)(**SMALL[name]), space, data, tmp_path / str(i), seed=s).run()
+            for i, s in enumerate((7, 7, 8))]
+    assert runs[0] == runs[1]
+    records = [torch.load(tmp_path / str(i) / CHECKPOINT, weights_only=False)["history"] for i in range(3)]
+    assert [h["distribution"] for h in records[0]] == [h["distribution"] for h in records[1]]
+    assert [h["distribution"] for h in records[0]] != [h["distribution"] for h in records[2]]
+
+
+def test_a_one_shot_study_is_stored_reported_and_exported_like_any_other(tmp_path):
+    from nasforge.cli import main
+    from nasforge.report.html import write_report
+    study = nasforge.search("enas_macro", "mnist1d", {"name": "enas", "args": SMALL["enas"]}, budget=1, trials=5,
+                            space_args={"C": 4, "layers": 3}, out=tmp_path / "s")
+    assert len(study.trials) == 1 and study.best.arch == study.store.get_meta("oneshot")[-1]["derived"]
+    page = write_report(tmp_path / "s").read_text()
+    assert 'id="oneshot"' in page and "Architecture weights per decision" in page and 'id="oneshot-derived"' in page
+    assert main(["export", str(tmp_path / "s"), "--out", str(tmp_path / "export")]) == 0
+    assert (tmp_path / "export" / "arch.json").exists()
+    assert main(["status", str(tmp_path / "s")]) == 0
 
 
 DARTS_CONFIG = """\

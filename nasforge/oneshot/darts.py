@@ -145,7 +145,9 @@ class SoftmaxMixer:
 
 
 class Darts:
-    """DARTS over any space whose searched decisions are choices and inputs (see the module).
+    """One-shot DARTS (Liu et al. 2019): a softmax-mixed supernet, first or second order.
+
+    Searches any space whose searched decisions are choices and inputs (see the module).
 
     ``epochs`` of ``batch_size`` batches; weights by SGD (``w_lr`` cosine-annealed to
     ``w_lr_min``, ``w_momentum``, ``w_weight_decay``, gradients clipped at ``grad_clip``);

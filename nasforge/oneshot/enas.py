@@ -47,7 +47,9 @@ class SampledPathMixer:
 
 
 class Enas:
-    """ENAS over any space whose searched decisions are choices and inputs (see the module).
+    """One-shot ENAS (Pham et al. 2018): shared weights, an LSTM controller trained by REINFORCE.
+
+    Searches any space whose searched decisions are choices and inputs (see the module).
 
     Shared weights: SGD (``w_lr``, momentum 0.9, nesterov, ``w_weight_decay``, gradients clipped
     at ``grad_clip``). Controller: ``controller_steps`` sampled architectures per epoch, updated

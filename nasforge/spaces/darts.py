@@ -97,8 +97,9 @@ def _positive(name: str, value: Any, low: int = 1) -> int:
 
 def darts(arch: Any, input_shape: Sequence[int], n_out: int, C: int = 8, cells: int = 5, nodes: int = 3,
           stem_multiplier: int = 3, stem_stride: int = 1) -> nn.Module:
-    """The DARTS cell space: ``cells`` cells of ``nodes`` nodes, first width ``C`` (see the
-    module); ``stem_stride=2`` halves the input first (28x28 images: ~4x cheaper steps)."""
+    """The DARTS cell space (Liu et al. 2019): normal and reduction cells, CPU sized.
+
+    ``cells`` cells of ``nodes`` nodes, first width ``C`` (see the module); ``stem_stride=2`` halves the input first (28x28 images: ~4x cheaper steps)."""
     kit = conv_kit(input_shape, "darts")
     for name, value in (("n_out", n_out), ("C", C), ("cells", cells), ("nodes", nodes), ("stem_multiplier", stem_multiplier),
                         ("stem_stride", stem_stride)):

@@ -83,8 +83,9 @@ class MacroNetwork(nn.Module):
 
 def enas_macro(arch: Any, input_shape: Sequence[int], n_out: int, C: int = 16, layers: int = 6,
                stem_stride: int = 1) -> nn.Module:
-    """ENAS's macro space: ``layers`` nodes of ``C`` channels (see the module); ``stem_stride=2``
-    halves the input first."""
+    """ENAS's macro space (Pham et al. 2018): a chain of conv/pool nodes with skip connections.
+
+    ``layers`` nodes of ``C`` channels (see the module); ``stem_stride=2`` halves the input first."""
     for name, value in (("n_out", n_out), ("C", C), ("layers", layers), ("stem_stride", stem_stride)):
         _positive(name, value)
     return MacroNetwork(arch, conv_kit(input_shape, "enas_macro"), n_out, C, layers, stem_stride)
@@ -141,8 +142,9 @@ class MicroNetwork(nn.Module):
 
 def enas_micro(arch: Any, input_shape: Sequence[int], n_out: int, C: int = 8, N: int = 1, nodes: int = 3,
                stem_stride: int = 1) -> nn.Module:
-    """ENAS's micro (cell) space: ``N`` normal cells per group, 3 groups with a reduction cell
-    between, cells of ``nodes`` nodes, first width ``C`` (see the module); ``stem_stride=2``
+    """ENAS's micro space (Pham et al. 2018): normal and reduction cells from one controller.
+
+    ``N`` normal cells per group, 3 groups with a reduction cell between, cells of ``nodes`` nodes, first width ``C`` (see the module); ``stem_stride=2``
     halves the input first."""
     for name, value in (("n_out", n_out), ("C", C), ("N", N), ("nodes", nodes), ("stem_stride", stem_stride)):
         _positive(name, value)
