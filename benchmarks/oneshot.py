@@ -167,7 +167,7 @@ def collapse(args: argparse.Namespace, scratch: Path) -> None:
     from nasforge.spaces.nb201 import to_arch_str
     from nasforge.train.tabular import NB201Lookup
     lookup = NB201Lookup(dataset="cifar10")
-    print(f"threads {args.threads}; DARTS (first order, {args.epochs} epochs) on the NB201 cells (C=8, N=1) on mnist5k; "
+    print(f"threads {args.threads}; DARTS (first order, {args.epochs} epochs) on the NB201 cells (C=4, N=1) on mnist5k; "
           "CIFAR-10 200-epoch test accuracy of the derived cell (best 94.37)")
     for beta in (0.0, args.beta):
         accs, skips = [], []
@@ -175,7 +175,7 @@ def collapse(args: argparse.Namespace, scratch: Path) -> None:
             strategy = {"name": "darts", "args": {"epochs": args.epochs, "batch_size": 128, "beta_decay": beta}}
             out = scratch / f"nb201-{beta}-{seed}"
             study = nasforge.search("nb201", "mnist5k", strategy, budget=1, trials=1, seed=seed,
-                                    space_args={"C": 8, "N": 1}, trainer=TRAINER, out=out)
+                                    space_args={"C": 4, "N": 1}, trainer=TRAINER, out=out)
             cell = to_arch_str(study.store.get_meta("oneshot")[-1]["derived"])
             study.store.close()
             acc = lookup.query(cell)["test_accuracy_200"]

@@ -90,6 +90,8 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
                   TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"), console=console, transient=False) as bar:
         done = sum(1 for t in study.store.trials() if t.state.finished or t.state.value == "paused")
         task = bar.add_task("search", total=max(total, done), completed=done, best="", eta="-:--:--")
+        if study.one_shot:  # the supernet search comes first: a line per epoch, then the one trial
+            study.on_oneshot_epoch = lambda entry: console.print(_epoch_line(entry))
 
         def on_trial_end(st: Any, trial: Any) -> None:
             best = st.best
@@ -101,6 +103,12 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
 
         study.run(on_trial_end)
         bar.update(task, completed=bar.tasks[0].total)
+
+
+def _epoch_line(entry: dict[str, Any]) -> str:
+    figures = ", ".join(f"{k} {v:.4f}" for k, v in entry.items()
+                        if k not in ("epoch", "seconds", "distribution", "derived") and isinstance(v, (int, float)))
+    return f"one-shot epoch {entry['epoch']}: {figures} ({entry['seconds']:.1f}s)"
 
 
 def eta_text(elapsed: float, finished: float, remaining: float) -> str:
@@ -142,7 +150,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     _run_study(study, args.quiet, study.expected_jobs())
     _console().print(f"finished in {time.perf_counter() - start:.1f}s")
     count = study.store.count()
-    if study.strategy.exhausted and count < cfg.trials:
+    if study.one_shot:
+        _console().print("the one-shot search's derived architecture was retrained from scratch as trial 0 "
+                         "(`nasforge report` shows the search's epochs)")
+    elif study.strategy.exhausted and count < cfg.trials:
         _console().print(f"the search ended after {count} of {cfg.trials} trials: the strategy had no new architecture "
                          f"to propose (each is evaluated once; `repeats: true` evaluates repeats)")
     _summary(study)

@@ -60,6 +60,7 @@ class Study:
         self.max_budget, self.max_trials = max_budget, max_trials
         self.strategy = Canonical(strategy, space.fill, walk=space.walk, repeats=repeats)
         self._search_first = getattr(strategy, "search_first", None)  # a one-shot search runs before the trials
+        self.on_oneshot_epoch: Callable[[dict[str, Any]], None] | None = None  # told each epoch's record (the CLI)
         self.scheduler = scheduler
         self.executor_factory = executor_factory
         self._set_up = False
@@ -103,8 +104,20 @@ class Study:
                                           "constraint": dataclasses.asdict(constraint) if constraint else None})
         self._set_up = True
 
+    @property
+    def one_shot(self) -> bool:
+        """Whether a supernet search comes first (its derived architecture is then the one trial)."""
+        return self._search_first is not None
+
+    def _record_oneshot(self, history: list[dict[str, Any]]) -> None:
+        self.store.set_meta(ONESHOT_KEY, history)
+        if self.on_oneshot_epoch is not None and history:
+            self.on_oneshot_epoch(history[-1])
+
     def expected_jobs(self) -> int:
         """How many jobs the scheduler plans to run in all (for progress bars)."""
+        if self.one_shot:
+            return 1
         self.prepare()
         expected = getattr(self.scheduler, "expected_jobs", None)
         return int(expected()) if callable(expected) else int(self.max_trials or 0)
@@ -127,8 +140,7 @@ class Study:
             stack.callback(lock.release)
             self.prepare()
             if self._search_first is not None:
-                self._search_first(self.space, self.data, self.directory, self.seed,
-                                   lambda history: self.store.set_meta(ONESHOT_KEY, history))
+                self._search_first(self.space, self.data, self.directory, self.seed, self._record_oneshot)
             executor = self._executor = self.executor_factory()
             # Strategies may hold asks back until results arrive, but never below real parallelism.
             self.strategy.min_pending = int(getattr(executor, "parallelism", executor.capacity))

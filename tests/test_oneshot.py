@@ -345,3 +345,44 @@ def test_darts_killed_mid_search_and_resumed_ends_with_the_same_architecture(tmp
     assert trials_a[0].arch == record_a[-1]["derived"]  # the trial retrains what the search derived
     assert [r["epoch"] for r in record_b] == [1, 2, 3]
     assert [r["derived"] for r in record_a] == [r["derived"] for r in record_b]
+
+
+def test_the_mnas_space_is_a_supernet_of_its_ops_once_the_rest_is_pinned():
+    from nasforge.spaces.mnas import OPS as MNAS_OPS, mnas
+    space = Space(mnas, {"input_shape": (1, 28, 28), "n_out": 10})
+    sample = space.sample(np.random.default_rng(0))
+    pinned = {label: value for label, value in sample.items() if not label.endswith("/op")}
+    with pytest.raises(UnsupportedDecision, match="'block_0/kernel'"):
+        build_supernet(space, Darts())
+    model, arch = build_supernet(space, Darts(pin=pinned))
+    assert list(arch.searched) == [f"block_{i}/op" for i in range(7)]
+    mixed = [m for m in model.modules() if isinstance(m, MixedOp)]
+    assert len(mixed) == sum(len(getattr(model, f"block_{i}")) for i in range(7))
+    assert all(list(m.ops) == list(MNAS_OPS) for m in mixed)
+    out = _supernet(space, Darts(pin=pinned))(torch.randn(2, 1, 28, 28))
+    assert out.shape == (2, 10)
+
+
+def _chain_with_a_dead_end(arch, n_in, n_out):
+    """Four layers, each dense, identity or zero: a zero layer cuts the signal (a constant
+    prediction), so most random architectures are useless and a working method must avoid it."""
+    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(n_in, 32), nn.ReLU()]
+    for i in range(4):
+        layers.append(arch.choice(f"layer{i}", {"dense": lambda: nn.Sequential(nn.Linear(32, 32), nn.ReLU()),
+                                                "identity": nn.Identity, "zero": _Zero}))
+    return nn.Sequential(*layers, nn.Linear(32, n_out))
+
+
+@pytest.mark.parametrize("name", ONE_SHOT.names())
+def test_the_derived_architecture_beats_random_architectures_of_the_space(tmp_path, name):
+    """A small configuration of the benchmark (benchmarks/oneshot.py): the method's architecture,
+    retrained, against the mean of 10 random ones retrained alike."""
+    kw = {"budget": 3, "objective": "val_accuracy", "trainer": {"lr": 0.01, "batch_size": 64}}
+    random = nasforge.search(_chain_with_a_dead_end, "digits", "random", trials=10, seed=0, out=tmp_path / "r", **kw)
+    random_mean = float(np.mean([t.metrics["val_accuracy"] for t in random.trials]))
+    args = {"darts": {"epochs": 4, "batch_size": 64}, "enas": {"epochs": 4, "batch_size": 64, "controller_steps": 20}}[name]
+    for seed in range(2):
+        found = nasforge.search(_chain_with_a_dead_end, "digits", {"name": name, "args": args}, trials=1, seed=seed,
+                                out=tmp_path / f"{name}{seed}", **kw)
+        assert "zero" not in found.best.arch.values(), found.best.arch
+        assert found.best.metrics["val_accuracy"] > random_mean + 0.2, (found.best.metrics, random_mean)

@@ -152,15 +152,19 @@ class Darts:
     ``epochs`` of ``batch_size`` batches; weights by SGD (``w_lr`` cosine-annealed to
     ``w_lr_min``, ``w_momentum``, ``w_weight_decay``, gradients clipped at ``grad_clip``);
     architecture by Adam (``alpha_lr``, betas (0.5, 0.999), ``alpha_weight_decay``). ``order``
-    1 or 2. ``beta_decay``: the collapse counter-measure's final weight (0: off). ``pin``: the
+    1 or 2. ``beta_decay``: the collapse counter-measure's final weight (0: off). ``warmup``:
+    epochs of weight steps only before the architecture steps begin (PC-DARTS, Xu et al., ICLR
+    2020, section 4.2: untrained convolutions lose to parameter-free ops early on). ``pin``: the
     values of decisions that are not searched.
     """
 
     def __init__(self, epochs: int = 10, batch_size: int = 64, order: int = 1, w_lr: float = 0.05,
                  w_lr_min: float = 0.001, w_momentum: float = 0.9, w_weight_decay: float = 3e-4,
                  alpha_lr: float = 3e-3, alpha_weight_decay: float = 1e-3, grad_clip: float = 5.0,
-                 beta_decay: float = 0.0, pin: ArchDict | None = None):
+                 beta_decay: float = 0.0, warmup: int = 0, pin: ArchDict | None = None):
         _check_int("epochs", epochs)
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < epochs:
+            raise ConfigError(f"Invalid warmup: {warmup!r} (epochs of weight steps only: an int in [0, epochs))")
         _check_int("batch_size", batch_size)
         if order not in (1, 2):
             raise ConfigError(f"Invalid order: {order!r} (1: first-order DARTS, 2: second-order)")
@@ -176,6 +180,7 @@ class Darts:
         self.epochs, self.batch_size, self.order = epochs, batch_size, order
         self.w_lr, self.w_lr_min, self.w_momentum, self.w_weight_decay = w_lr, w_lr_min, w_momentum, w_weight_decay
         self.alpha_lr, self.alpha_weight_decay, self.grad_clip, self.beta_decay = alpha_lr, alpha_weight_decay, grad_clip, beta_decay
+        self.warmup = warmup
         self.pin = dict(pin or {})
         self.mixer = SoftmaxMixer()
 
@@ -199,7 +204,8 @@ class Darts:
         total, n = 0.0, 0
         for x, y in batches.train():
             xv, yv = batches.val()
-            self._arch_step(supernet, batches, x, y, xv, yv, lr, decay)
+            if epoch >= self.warmup:
+                self._arch_step(supernet, batches, x, y, xv, yv, lr, decay)
             self.w_opt.zero_grad()
             loss = task_loss(batches.data, supernet(x), y)
             loss.backward()

@@ -54,12 +54,14 @@ class Enas:
     Shared weights: SGD (``w_lr``, momentum 0.9, nesterov, ``w_weight_decay``, gradients clipped
     at ``grad_clip``). Controller: ``controller_steps`` sampled architectures per epoch, updated
     every ``controller_batch`` (``controller_lr``, ``entropy_weight``, ``baseline_decay``).
+    ``warmup``: epochs that train the shared weights only (on paths of the untrained, near-uniform
+    controller) before the controller learns from them.
     """
 
     def __init__(self, epochs: int = 10, batch_size: int = 64, w_lr: float = 0.05, w_weight_decay: float = 1e-4,
                  grad_clip: float = 5.0, controller_steps: int = 40, controller_batch: int = 5,
                  controller_lr: float = 0.0035, entropy_weight: float = 1e-4, baseline_decay: float = 0.95,
-                 derive_samples: int = 10, pin: ArchDict | None = None):
+                 derive_samples: int = 10, warmup: int = 0, pin: ArchDict | None = None):
         for name, value in (("epochs", epochs), ("batch_size", batch_size), ("controller_steps", controller_steps),
                             ("controller_batch", controller_batch), ("derive_samples", derive_samples)):
             _check_int(name, value)
@@ -70,7 +72,9 @@ class Enas:
             raise ConfigError(f"Invalid w_weight_decay: {w_weight_decay!r} (must be >= 0)")
         self.epochs, self.batch_size = epochs, batch_size
         self.w_lr, self.w_weight_decay, self.grad_clip = w_lr, w_weight_decay, grad_clip
-        self.controller_steps, self.derive_samples = controller_steps, derive_samples
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < epochs:
+            raise ConfigError(f"Invalid warmup: {warmup!r} (epochs without controller steps: an int in [0, epochs))")
+        self.controller_steps, self.derive_samples, self.warmup = controller_steps, derive_samples, warmup
         self.controller_args = {"batch_size": controller_batch, "lr": controller_lr, "entropy_weight": entropy_weight,
                                 "baseline_decay": baseline_decay, "explore": 0.0}
         Reinforce(**self.controller_args)  # its own checks, now
@@ -105,9 +109,9 @@ class Enas:
             self.w_opt.step()
             total += float(loss.detach()) * len(x)
             n += len(x)
-        rewards = []
+        rewards: list[float] = []
         supernet.eval()
-        for _ in range(self.controller_steps):  # the controller, on validation batches
+        for _ in range(self.controller_steps if epoch >= self.warmup else 0):  # the controller, on validation batches
             arch = self._sample()
             self.mixer.sample = arch
             xv, yv = batches.val()
@@ -116,7 +120,7 @@ class Enas:
             rewards.append(reward)
             self.controller.tell(arch, Result({"reward": reward}, -reward, 1.0))  # a REINFORCE step per batch
         supernet.train()
-        return {"train_loss": total / n, "controller_reward": float(np.mean(rewards))}
+        return {"train_loss": total / n, "controller_reward": float(np.mean(rewards)) if rewards else 0.0}
 
     def distribution(self) -> dict[str, dict[str, float]]:
         """How often each candidate appears in 50 samples of the policy (its marginals)."""

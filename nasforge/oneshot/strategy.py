@@ -1,6 +1,6 @@
 """A one-shot method behind the strategy protocol, so that a study runs it like any strategy.
 
-The study calls :meth:`OneShotStrategy.search_first` before its loop (contract item 7 of
+The study calls :meth:`OneShotStrategy.search_first` before its loop (contract item 6 of
 :mod:`nasforge.strategies.base`): the supernet search runs (or finishes, after a kill) in the
 driver, recording each epoch in the store. ``ask`` then proposes the derived architecture,
 once; the scheduler has it retrained from scratch by the study's evaluator as an ordinary trial,
@@ -12,8 +12,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from nasforge.errors import ConfigError
 from nasforge.oneshot.base import OneShotMethod
 from nasforge.oneshot.loop import OneShotSearch, build_supernet
+from nasforge.space.dry import dry_run
 from nasforge.space.schema import Schema
 from nasforge.space.space import Space
 from nasforge.train.data import Data
@@ -29,10 +31,10 @@ class OneShotStrategy:
     def check(self, space: Space, data: Any) -> None:
         """Refuse, before any work, a space the supernet cannot hold or a study without data."""
         if not isinstance(data, Data):
-            from nasforge.errors import ConfigError
             raise ConfigError(f"strategy {type(self.method).__name__} trains a supernet on the study's dataset; "
                               f"give a dataset (it cannot search with dataset: none)")
-        build_supernet(space, self.method)
+        with dry_run():  # its structure is what is checked: no weights initialised
+            build_supernet(space, self.method)
 
     def search_first(self, space: Space, data: Data, directory: Any, seed: int,
                      record: Callable[[list[dict[str, Any]]], None]) -> None:

@@ -2,16 +2,21 @@
 Architecture Search for Mobile", CVPR 2019, section 4.1 and figure 4) over MobileNetV2's 7 blocks
 (Sandler et al., CVPR 2018), sized to train on a laptop CPU.
 
-Every layer of block ``i`` is the same; per block the space asks, in the paper's order::
+Every layer of block ``i`` is the same; per block the space asks::
 
-    block_i/op        conv, dwconv, mbconv3, mbconv6   (regular conv; depthwise-separable conv;
-                                                        inverted residual with expansion 3 or 6)
     block_i/kernel    3, 5
     block_i/se        0.0, 0.25                         (squeeze-excitation ratio)
     block_i/skip      pool, identity, none              (the shortcut of each layer)
     block_i/filters   0.75, 1.0, 1.25                   (x the block's base filters)
     block_i/layers    -1, 0, +1                         (+ the base layer count; only 0, +1
                                                         where the base is 1: at least one layer)
+    block_i/op        conv, dwconv, mbconv3, mbconv6   (regular conv; depthwise-separable conv;
+                                                        inverted residual with expansion 3 or 6)
+
+The op is an ``arch.choice`` among the layer bodies, asked per layer (one decision per block), so
+the supernet mode builds a MnasNet supernet of the blocks' ops (the other decisions pinned); it
+comes last because its candidates are built with the block's kernel, SE ratio and filters (the
+paper's controller emits it first; the tokens are the same).
 
 Shortcuts (applied per layer; only the block's first layer changes shape):
 
@@ -161,7 +166,6 @@ def mnas(arch: Any, input_shape: Sequence[int], n_out: int, width_mult: float = 
     stride = 2 if "stem" in places else 1
     parts: dict[str, nn.Module] = {"reshape": Reshape(kit.shape), "stem": conv_bn(kit, kit.channels, c, 3, stride)}
     for i, (filters, n_base) in enumerate(zip(base_filters, base_layers)):
-        op = arch.categorical(f"block_{i}/op", list(OPS))
         kernel = arch.categorical(f"block_{i}/kernel", list(KERNELS))
         se = arch.categorical(f"block_{i}/se", list(SE_RATIOS))
         skip = arch.categorical(f"block_{i}/skip", list(SKIPS))
@@ -170,7 +174,8 @@ def mnas(arch: Any, input_shape: Sequence[int], n_out: int, width_mult: float = 
         layers: list[nn.Module] = []
         for j in range(n):
             s = 2 if j == 0 and f"block_{i}" in places else 1
-            layers.append(Layer(_body(kit, op, c, c_out, kernel, s, se), _shortcut(kit, skip, c, c_out, s)))
+            bodies = {op: (lambda op=op, c=c, s=s: _body(kit, op, c, c_out, kernel, s, se)) for op in OPS}
+            layers.append(Layer(arch.choice(f"block_{i}/op", bodies), _shortcut(kit, skip, c, c_out, s)))
             c = c_out
         parts[f"block_{i}"] = nn.Sequential(*layers)
     parts.update(head=conv_bn(kit, c, head, 1), pool=GlobalPool(), classifier=nn.Linear(head, n_out))
