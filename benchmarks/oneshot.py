@@ -169,7 +169,7 @@ def collapse(args: argparse.Namespace, scratch: Path) -> None:
     lookup = NB201Lookup(dataset="cifar10")
     print(f"threads {args.threads}; DARTS (first order, {args.epochs} epochs) on the NB201 cells (C=4, N=1) on mnist5k; "
           "CIFAR-10 200-epoch test accuracy of the derived cell (best 94.37)")
-    for beta in (0.0, args.beta):
+    for beta in args.betas:
         accs, skips = [], []
         for seed in range(args.seeds):
             strategy = {"name": "darts", "args": {"epochs": args.epochs, "batch_size": 128, "beta_decay": beta}}
@@ -195,12 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--random", type=int, default=10)
     parser.add_argument("--budget", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=8, help="collapse: DARTS epochs")
-    parser.add_argument("--beta", type=float, default=2.0, help="collapse: beta-decay's final weight")
+    parser.add_argument("--betas", default="0,2", help="collapse: beta-decay's final weights to compare (0: off)")
     parser.add_argument("--datasets", default="mnist5k,mnist1d")
     parser.add_argument("--methods", default="darts,enas_micro,enas_macro")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     args.datasets, args.methods = args.datasets.split(","), args.methods.split(",")
+    args.betas = [float(b) for b in args.betas.split(",")]
     args.seeds = args.seeds or {"quality": 3, "orders": 2, "memory": 1, "collapse": 5}[args.what]
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="nasforge-oneshot-") as scratch:

@@ -46,9 +46,15 @@ class Objects:
 def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = None, lock: StudyLock | None = None) -> Study:
     objects = objects or Objects()
     data = objects.data if objects.data is not None else load_dataset({"name": cfg.dataset.name, **cfg.dataset.args})
+    strategy = objects.strategy or instantiate("strategy", cfg.strategy)
+    if is_one_shot(strategy):  # a supernet search, then its architecture retrained as a trial
+        strategy = OneShotStrategy(strategy)
+        strategy.check_study(data, cfg.scheduler.name if objects.scheduler is None else type(objects.scheduler).__name__)
     space_fn = objects.space or SPACES.get(cfg.space.name)
     context = data.context() if isinstance(data, Data) else {}
     space = Space(space_fn, context, name=cfg.space.name, args=cfg.space.args)
+    if isinstance(strategy, OneShotStrategy):
+        strategy.check_space(space)
     if objects.evaluate is not None:
         evaluator = objects.evaluate
     elif cfg.evaluator:
@@ -57,10 +63,6 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
         evaluator = SupervisedTrainer(**cfg.trainer.model_dump())
     if isinstance(evaluator, SupervisedTrainer) and isinstance(data, Data):
         _check_reported(cfg, evaluator.metric_names(data.task) + (HARDWARE_METRICS if cfg.hardware else ()), data.task)
-    strategy = objects.strategy or instantiate("strategy", cfg.strategy)
-    if is_one_shot(strategy):  # a supernet search, then its architecture retrained as a trial
-        strategy = OneShotStrategy(strategy)
-        strategy.check(space, data)
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
     context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data),
                                         timeout=cfg.trial_timeout)
@@ -226,7 +228,9 @@ def search(space: Any = "mlp", data: Any = None, strategy: Any = "random", sched
     left out: iris for the built-in trainer, an error beside ``evaluate`` (``"none"``: it brings its own).
     ``objective``/``mode``: the metric and ``"min"``/``"max"``; ``mode`` may be left out for the
     metrics whose direction nasforge knows (``val_loss``, ``val_accuracy``, ``latency_ms``, ...).
-    ``strategy`` / ``scheduler``: a name or an object. ``budget``: epochs per trial. ``evaluate``:
+    ``strategy`` / ``scheduler``: a name or an object; the one-shot strategies (``"darts"``,
+    ``"enas"``, or :class:`~nasforge.oneshot.darts.Darts` / :class:`~nasforge.oneshot.enas.Enas`
+    objects) search a supernet first and retrain what they derive as the one trial. ``budget``: epochs per trial. ``evaluate``:
     your own ``evaluate(model, data, budget, state) -> metrics`` instead of the built-in trainer.
     ``out``: the study directory (a new temporary directory by default). ``executor``: ``auto``
     (batched training in this process for one worker, a process pool for more), ``serial``,

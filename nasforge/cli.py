@@ -178,6 +178,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     objective = store.get_meta("objective") or {"metric": "val_loss", "mode": "min"}
     meta = {"directory": str(args.directory), "finished": store.get_meta("finished_at") is not None,
             "driver_running": driver_running(Path(args.directory))}
+    oneshot = store.get_meta("oneshot")
+    if isinstance(oneshot, list):
+        meta["oneshot_epochs"] = len(oneshot)
     if args.json:
         print(json.dumps(status_json(trials, objective, meta, store.get_meta("pareto")), indent=2))  # type: ignore[arg-type]
         return 0
@@ -185,6 +188,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = status_json(trials, objective, meta)["counts"]  # type: ignore[arg-type]
     console.print(f"study {safe(args.directory)}: {len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
                   f"{_progress_word(meta)}")
+    oneshot = store.get_meta("oneshot")
+    if isinstance(oneshot, list) and oneshot:  # a one-shot search's epochs come before its one trial
+        console.print(f"one-shot search: {len(oneshot)} epoch(s) done; last: {_epoch_line(oneshot[-1])}")
     if store.damaged:
         console.print(f"[yellow]damaged, not shown:[/] {safe('; '.join(store.damaged[:3]))}"
                       f"{f' (and {len(store.damaged) - 3} more)' if len(store.damaged) > 3 else ''}")

@@ -31,8 +31,12 @@ def visible(value: Any) -> str:
 
 
 class UnsupportedDecision(SpaceError):
-    """A space asks a decision that the current ``arch`` mode cannot search."""
+    """A space asks decisions that the current ``arch`` mode cannot search: ``decisions`` maps
+    each label to its domain's description."""
 
-    def __init__(self, label: str, mode: str, kind: str, remedy: str):
-        self.label, self.mode, self.kind = label, mode, kind
-        super().__init__(f"decision {label!r} ({kind}) cannot be searched in {mode} mode: {remedy}")
+    def __init__(self, decisions: dict[str, str], mode: str, remedy: str):
+        self.decisions, self.mode = dict(decisions), mode
+        self.label = next(iter(decisions))
+        named = ", ".join(f"{label!r} ({kind})" for label, kind in decisions.items())
+        many = len(decisions) > 1
+        super().__init__(f"decision{'s' if many else ''} {named} cannot be searched in {mode} mode: {remedy}")

@@ -386,3 +386,25 @@ def test_the_derived_architecture_beats_random_architectures_of_the_space(tmp_pa
                                 out=tmp_path / f"{name}{seed}", **kw)
         assert "zero" not in found.best.arch.values(), found.best.arch
         assert found.best.metrics["val_accuracy"] > random_mean + 0.2, (found.best.metrics, random_mean)
+
+
+def test_one_shot_mistakes_are_named_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="dataset: none"):  # before the space asks for the data's context
+        nasforge.search(enas_macro, "none", "darts", evaluate=lambda model, data, budget, state: {"val_loss": 1.0},
+                        out=tmp_path / "a")
+    with pytest.raises(ConfigError, match="scheduler 'hyperband' would cut that short"):
+        nasforge.search("enas_macro", "mnist1d", "enas", "hyperband", out=tmp_path / "b")
+    with pytest.raises(UnsupportedDecision) as info:  # every decision to pin, in one message
+        nasforge.search("mlp", "iris", "darts", out=tmp_path / "c")
+    assert set(info.value.decisions) >= {"depth", "width_0", "activation"}, info.value.decisions
+
+
+def test_a_sampled_path_that_chose_no_input_sums_to_zeros():
+    from nasforge.space.supernet import sum_inputs
+    mixer = SampledPathMixer()
+    mixed = MixedInputs("skips", ["a", "b"], mixer)
+    mixer.sample = {"skips": []}
+    out = sum_inputs(mixed, {"a": torch.ones(2, 3), "b": lambda: torch.ones(2, 3)})
+    assert torch.equal(out, torch.zeros(2, 3))
+    with pytest.raises(Exception, match="k=None may choose none"):
+        sum_inputs([], {})

@@ -120,5 +120,6 @@ def evaluate(model: nn.Module, data: Data, batches: Batches) -> dict[str, float]
             n += len(x)
     finally:
         model.train(was_training)
-    name = "val_accuracy" if data.task == "classification" else "val_neg_mse"
-    return {"val_loss": total_loss / n, name: total_score / n}
+    if data.task == "classification":
+        return {"val_loss": total_loss / n, "val_accuracy": total_score / n}
+    return {"val_loss": total_loss / n, "val_rmse": (-total_score / n) ** 0.5}  # as the trainer names them

@@ -34,7 +34,12 @@ def build_supernet(space: Space, method: OneShotMethod) -> tuple[nn.Module, Supe
     """The space's supernet under the method's mixer. A decision the supernet cannot search
     (unpinned int/float/categorical) raises here, before any work."""
     arch = SupernetArch(method.mixer, method.pin)
-    model = space(arch)
+    try:
+        model = space(arch)
+    except Exception:
+        arch.check_supported()  # a space that fails on a default given to an unpinned decision: name them
+        raise
+    arch.check_supported()
     if not arch.searched:
         raise ConfigError(f"space {space.name!r} has no choice or inputs decision left to search by weight sharing "
                           f"(pinned: {', '.join(method.pin) or 'none'})")

@@ -28,11 +28,19 @@ class OneShotStrategy:
         self.derived: ArchDict | None = None
         self.proposed = False
 
-    def check(self, space: Space, data: Any) -> None:
-        """Refuse, before any work, a space the supernet cannot hold or a study without data."""
+    def check_study(self, data: Any, scheduler: str) -> None:
+        """Refuse, before any work, a study without data, or a scheduler that would retrain the
+        derived architecture for less than the study's budget."""
+        name = type(self.method).__name__
         if not isinstance(data, Data):
-            raise ConfigError(f"strategy {type(self.method).__name__} trains a supernet on the study's dataset; "
+            raise ConfigError(f"strategy {name} trains a supernet on the study's dataset; "
                               f"give a dataset (it cannot search with dataset: none)")
+        if scheduler not in ("full", "FullBudget"):
+            raise ConfigError(f"strategy {name} derives one architecture and retrains it for the study's budget; "
+                              f"scheduler {scheduler!r} would cut that short: use scheduler: full")
+
+    def check_space(self, space: Space) -> None:
+        """Refuse, before any work, a space the supernet cannot hold (naming every decision to pin)."""
         with dry_run():  # its structure is what is checked: no weights initialised
             build_supernet(space, self.method)
 

@@ -10,7 +10,7 @@ A repeated label is one decision (one set of architecture weights, one sampled v
 modules of its own: every normal cell of a DARTS network shares the cell's weights ``alpha``,
 not its convolutions. ``int``/``float``/``categorical`` decisions are not searched by weight
 sharing: they must be pinned (given a value), else building the supernet raises
-:class:`~nasforge.errors.UnsupportedDecision`. A pinned ``choice`` or ``inputs`` is fixed too.
+:class:`~nasforge.errors.UnsupportedDecision` naming every one of them (``check_supported``). A pinned ``choice`` or ``inputs`` is fixed too.
 
 Two conventions let a strategy read a cell the way the papers do:
 
@@ -86,14 +86,18 @@ def _tensor(value: Any) -> torch.Tensor:
 
 
 def sum_inputs(chosen: Sequence[str], tensors: Mapping[str, Any]) -> torch.Tensor:
-    """The sum of the chosen inputs' tensors (``tensors``: name -> tensor, or a function that
-    computes it, called only if the input is used). In supernet mode: the mixer's weighted sum."""
+    """The sum of the chosen inputs' tensors (``tensors``: a dict name -> tensor, or name -> a
+    function that computes it, called only if the input is used). In supernet mode: the mixer's
+    weighted sum; where a sampled path chose none, zeros of a candidate's shape."""
     if isinstance(chosen, MixedInputs):
         parts = [_weighted(w, _tensor(tensors[n])) for n, w in zip(chosen, chosen.weights()) if w is not None]
+        if not parts:  # a sampled path chose none (k=None): the empty sum, shaped as a candidate
+            return torch.zeros_like(_tensor(tensors[chosen[0]]))
     else:
         parts = [_tensor(tensors[n]) for n in chosen]
     if not parts:
-        raise SpaceError("sum_inputs: no input is chosen")
+        raise SpaceError("sum_inputs: no input is chosen (an inputs decision with k=None may choose none: "
+                         "handle the empty list in the space)")
     total = parts[0]
     for part in parts[1:]:
         total = total + part
@@ -139,6 +143,16 @@ class SupernetArch(ArchBase):
         self.mixer = mixer
         self.pinned = dict(pinned or {})
         self.searched: dict[str, Domain] = {}  # the decisions the supernet mixes, in the order asked
+        self.unsupported: dict[str, Domain] = {}  # decisions to pin, each answered by its default meanwhile
+
+    def check_supported(self) -> None:
+        """After the space is built: every decision that must be pinned, in one error."""
+        if self.unsupported:
+            example = {label: d.default() for label, d in self.unsupported.items()}
+            raise UnsupportedDecision({label: d.describe() for label, d in self.unsupported.items()}, self.mode,
+                                      "weight sharing searches choices among modules and inputs; pin "
+                                      f"{'them' if len(example) > 1 else 'it'} (the strategy's pin argument, "
+                                      f"e.g. pin: {example})")
 
     def choice(self, label: str, candidates: Mapping[str, Callable[[], nn.Module]]) -> nn.Module:
         domain = choice_domain(label, candidates)
@@ -175,6 +189,5 @@ class SupernetArch(ArchBase):
             if not domain.contains(value):
                 raise SpaceError(f"Invalid pinned value {value!r} for decision {label!r}: allowed {domain.describe()}")
             return value
-        raise UnsupportedDecision(label, self.mode, domain.describe(),
-                                  "weight sharing searches choices among modules and inputs; pin it "
-                                  f"(the strategy's pin argument, e.g. pin: {{{label!r}: {domain.default()!r}}})")
+        self.unsupported[label] = domain  # named with the others once the space is built
+        return domain.default()
