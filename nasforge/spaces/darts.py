@@ -83,10 +83,15 @@ class DartsNetwork(nn.Module):
         self.classifier = nn.Linear(c_p, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem(self.reshape(x))
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
-        return self.classifier(global_pool(s1))
+        return self.classifier(global_pool(run_cells(self.cells, self.stem(self.reshape(x)))))
+
+
+def run_cells(cells: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """A stack of cells each reading the outputs of the two cells before it (the stem's at first)."""
+    s0 = s1 = x
+    for cell in cells:
+        s0, s1 = s1, cell(s0, s1)
+    return s1
 
 
 def _positive(name: str, value: Any, low: int = 1) -> int:

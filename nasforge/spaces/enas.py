@@ -35,7 +35,7 @@ from torch import nn
 from nasforge.space.supernet import concat_inputs, sum_inputs
 from nasforge.spaces.cell_ops import ENAS_MACRO_OPS, ENAS_MICRO_OPS, FactorizedReduce, ReLUConvBN, candidates
 from nasforge.spaces.conv_utils import ConvKit, Reshape, conv_kit, global_pool
-from nasforge.spaces.darts import _positive, cell_inputs
+from nasforge.spaces.darts import _positive, cell_inputs, run_cells
 
 
 def _pool_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -134,10 +134,7 @@ class MicroNetwork(nn.Module):
         self.classifier = nn.Linear(c, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem(self.reshape(x))
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
-        return self.classifier(global_pool(s1))
+        return self.classifier(global_pool(run_cells(self.cells, self.stem(self.reshape(x)))))
 
 
 def enas_micro(arch: Any, input_shape: Sequence[int], n_out: int, C: int = 8, N: int = 1, nodes: int = 3,
