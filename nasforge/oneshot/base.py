@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasforge.errors import ConfigError
 from nasforge.space.domains import Domain
 from nasforge.space.supernet import Mixer
 from nasforge.train.data import Data
@@ -88,9 +89,11 @@ class Batches:
         for start in range(0, len(x), self.batch_size):
             yield x[start:start + self.batch_size], y[start:start + self.batch_size]
 
-    @property
-    def steps(self) -> int:
-        return -(-len(self.data.x_train) // self.batch_size)
+
+def check_warmup(warmup: Any, epochs: int, what: str) -> None:
+    """``warmup`` epochs of ``what`` come first: an int in [0, epochs)."""
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < epochs:
+        raise ConfigError(f"Invalid warmup: {warmup!r} (epochs of {what}: an int in [0, epochs))")
 
 
 def task_loss(data: Data, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -32,9 +32,10 @@ import torch
 from torch import nn
 
 from nasforge.errors import ConfigError
-from nasforge.oneshot.base import Batches, task_loss
+from nasforge.oneshot.base import Batches, check_warmup, task_loss
 from nasforge.space.domains import ChoiceDomain, Domain, InputsDomain
 from nasforge.space.supernet import NONE_OP
+from nasforge.strategies.policy import check_positive
 from nasforge.types import ArchDict
 
 
@@ -162,15 +163,13 @@ class Darts:
                  w_lr_min: float = 0.001, w_momentum: float = 0.9, w_weight_decay: float = 3e-4,
                  alpha_lr: float = 3e-3, alpha_weight_decay: float = 1e-3, grad_clip: float = 5.0,
                  beta_decay: float = 0.0, warmup: int = 0, pin: ArchDict | None = None):
-        _check_int("epochs", epochs)
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < epochs:
-            raise ConfigError(f"Invalid warmup: {warmup!r} (epochs of weight steps only: an int in [0, epochs))")
-        _check_int("batch_size", batch_size)
+        check_positive("epochs", epochs, integer=True)
+        check_warmup(warmup, epochs, "weight steps only")
+        check_positive("batch_size", batch_size, integer=True)
         if order not in (1, 2):
             raise ConfigError(f"Invalid order: {order!r} (1: first-order DARTS, 2: second-order)")
         for name, value in (("w_lr", w_lr), ("alpha_lr", alpha_lr), ("grad_clip", grad_clip)):
-            if not value > 0:
-                raise ConfigError(f"Invalid {name}: {value!r} (must be > 0)")
+            check_positive(name, value)
         for name, value in (("w_lr_min", w_lr_min), ("w_weight_decay", w_weight_decay),
                             ("alpha_weight_decay", alpha_weight_decay), ("beta_decay", beta_decay)):
             if not value >= 0:
@@ -286,7 +285,3 @@ class Darts:
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
 
-
-def _check_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"Invalid {name}: {value!r} (must be an int >= 1)")

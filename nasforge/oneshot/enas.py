@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from nasforge.errors import ConfigError
-from nasforge.oneshot.base import Batches, score, task_loss
-from nasforge.oneshot.darts import _check_int
+from nasforge.oneshot.base import Batches, check_warmup, score, task_loss
 from nasforge.space.domains import Domain, InputsDomain
 from nasforge.space.schema import Decision, Schema
+from nasforge.strategies.policy import check_positive
 from nasforge.strategies.reinforce import Reinforce
 from nasforge.train.state import torch_threads
 from nasforge.types import ArchDict, Result
@@ -64,16 +64,14 @@ class Enas:
                  derive_samples: int = 10, warmup: int = 0, pin: ArchDict | None = None):
         for name, value in (("epochs", epochs), ("batch_size", batch_size), ("controller_steps", controller_steps),
                             ("controller_batch", controller_batch), ("derive_samples", derive_samples)):
-            _check_int(name, value)
+            check_positive(name, value, integer=True)
         for name, value in (("w_lr", w_lr), ("grad_clip", grad_clip), ("controller_lr", controller_lr)):
-            if not value > 0:
-                raise ConfigError(f"Invalid {name}: {value!r} (must be > 0)")
+            check_positive(name, value)
         if not w_weight_decay >= 0:
             raise ConfigError(f"Invalid w_weight_decay: {w_weight_decay!r} (must be >= 0)")
         self.epochs, self.batch_size = epochs, batch_size
         self.w_lr, self.w_weight_decay, self.grad_clip = w_lr, w_weight_decay, grad_clip
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < epochs:
-            raise ConfigError(f"Invalid warmup: {warmup!r} (epochs without controller steps: an int in [0, epochs))")
+        check_warmup(warmup, epochs, "shared weights only, without controller steps")
         self.controller_steps, self.derive_samples, self.warmup = controller_steps, derive_samples, warmup
         self.controller_args = {"batch_size": controller_batch, "lr": controller_lr, "entropy_weight": entropy_weight,
                                 "baseline_decay": baseline_decay, "explore": 0.0}
@@ -128,7 +126,7 @@ class Enas:
         state = self.generator.get_state()
         samples = [self._sample(explore_free=True) for _ in range(50)]
         self.generator.set_state(state)  # looking does not change the search
-        for label, domain in self.schema_items():
+        for label, domain in ((d.label, d.domain) for d in self.schema):
             names = domain.candidates if isinstance(domain, InputsDomain) else domain.options  # type: ignore[union-attr]
             counts[label] = {str(c): 0.0 for c in names}
             for arch in samples:
@@ -136,9 +134,6 @@ class Enas:
                 for c in picked:
                     counts[label][str(c)] += 1 / len(samples)
         return counts
-
-    def schema_items(self) -> list[tuple[str, Domain]]:
-        return [(d.label, d.domain) for d in self.schema]
 
     @torch.no_grad()
     def derive(self, supernet: nn.Module, batches: Batches) -> ArchDict:
