@@ -15,7 +15,7 @@ from nasforge.datasets import load_dataset
 from nasforge.errors import ConfigError, StoreError
 from nasforge.execution.pool import ProcessPoolExecutor
 from nasforge.execution.serial import SerialExecutor
-from nasforge.execution.worker import HARDWARE_METRICS, HardwareSettings, WorkerContext
+from nasforge.execution.worker import HARDWARE_METRICS, MEASURED_ONLY, HardwareSettings, WorkerContext
 from nasforge.oneshot.base import is_one_shot
 from nasforge.oneshot.strategy import OneShotStrategy
 from nasforge.registry import add_module_dirs, import_object, module_dir
@@ -62,9 +62,9 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     else:
         evaluator = SupervisedTrainer(**cfg.trainer.model_dump())
     if isinstance(evaluator, SupervisedTrainer) and isinstance(data, Data):
-        _check_reported(cfg, evaluator.metric_names(data.task) + (HARDWARE_METRICS if cfg.hardware else ()), data.task)
+        _check_reported(cfg, evaluator.metric_names(data.task) + _hardware_reports(cfg), data.task)
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
-    context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data),
+    context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data, space),
                                         timeout=cfg.trial_timeout)
     workers, kind = cfg.workers, cfg.executor
     if kind == "auto":  # the built-in trainer: train compatible candidates together, in each process
@@ -121,7 +121,38 @@ def _user_evaluator(path: str, args: dict[str, Any]) -> Callable[..., Any]:
     return evaluator
 
 
-def _hardware(cfg: StudyConfig, data: Any) -> HardwareSettings | None:
+def train_latency_predictor(cfg: StudyConfig, samples: int, seed: int, out: Path, kind: str = "linear") -> Any:
+    """Measure ``samples`` sampled architectures of the config's space with its hardware settings
+    (defaults without a hardware section), fit a predictor, save it to ``out`` and return it."""
+    from nasforge.config import HardwareConfig
+    from nasforge.hardware.cache import LatencyCache, default_cache_path
+    from nasforge.hardware.predictor import fit_predictor, measure_architectures
+    if samples < 8:
+        raise ConfigError(f"Invalid samples: {samples} (a predictor needs at least 8 measured architectures)")
+    data = load_dataset({"name": cfg.dataset.name, **cfg.dataset.args})
+    space = Space(SPACES.get(cfg.space.name), data.context() if isinstance(data, Data) else {}, name=cfg.space.name,
+                  args=cfg.space.args)
+    hw = cfg.hardware or HardwareConfig()
+    shape = tuple(hw.input_shape or getattr(data, "input_shape", ()) or ())
+    if not shape:
+        raise ConfigError("a latency predictor needs an input shape; give hardware.input_shape or a dataset")
+    settings = hw.model_dump(include={"batch_size", "threads", "device", "repeats", "min_seconds"})
+    measured = measure_architectures(space, samples, shape, seed=seed, cache=LatencyCache(default_cache_path("arch_latency.json")),
+                                     **settings)
+    predictor = fit_predictor(space, measured, shape, seed=seed, settings=settings, kind=kind)
+    predictor.save(out)
+    return predictor
+
+
+def _hardware_reports(cfg: StudyConfig) -> tuple[str, ...]:
+    if cfg.hardware is None:
+        return ()
+    if cfg.hardware.predictor is None:
+        return HARDWARE_METRICS
+    return tuple(m for m in HARDWARE_METRICS if m not in MEASURED_ONLY) + ("latency_predicted_ms",)
+
+
+def _hardware(cfg: StudyConfig, data: Any, space: Space) -> HardwareSettings | None:
     hw = cfg.hardware
     if hw is None:
         return None
@@ -130,7 +161,12 @@ def _hardware(cfg: StudyConfig, data: Any) -> HardwareSettings | None:
         raise ConfigError("hardware: measuring a model needs an input shape; give hardware.input_shape or a dataset")
     from nasforge.hardware.latency import resolve_measure_device
     resolve_measure_device(hw.device)  # a device this machine lacks is a config error now, not a failure per trial
-    return HardwareSettings(tuple(shape), **hw.model_dump(exclude={"input_shape"}))
+    predictor = None
+    if hw.predictor is not None:  # read and checked against the space now, before any work
+        from nasforge.hardware.predictor import LatencyPredictor
+        predictor = LatencyPredictor.load(hw.predictor).bind(space)
+    return HardwareSettings(tuple(shape), **hw.model_dump(exclude={"input_shape", "predictor"}), predictor=predictor,
+                            final_budget=cfg.budget)
 
 
 def _objective(cfg: StudyConfig) -> Objective:

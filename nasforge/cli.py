@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="output directory (default: DIR/export)")
     e.add_argument("--trial", type=int, help="export this trial instead of the best")
 
+    pr = sub.add_parser("predictor", help="measure sampled architectures of a config's space on this machine and "
+                                          "train a latency predictor (hardware.predictor reads it)")
+    pr.add_argument("config", help="YAML config: its space, dataset (input shape) and hardware settings")
+    pr.add_argument("--samples", type=int, default=80, help="architectures to measure (a quarter held out)")
+    pr.add_argument("--out", default="latency_predictor.pkl", help="file to write")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--kind", default="linear", choices=["linear", "boosting"],
+                    help="the regressor: ridge regression (latencies that add up layer by layer) or gradient boosting")
+
     sub.add_parser("spaces", help="list the built-in search spaces")
     sub.add_parser("strategies", help="list the search strategies")
     sub.add_parser("schedulers", help="list the schedulers")
@@ -233,6 +242,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predictor(args: argparse.Namespace) -> int:
+    from nasforge.api import train_latency_predictor
+    from nasforge.config import load_config
+    start = time.perf_counter()
+    predictor = train_latency_predictor(load_config(args.config), args.samples, args.seed, Path(args.out), args.kind)
+    _console().print(f"{safe(predictor.summary())}\nwritten to {safe(args.out)} in {time.perf_counter() - start:.1f}s; "
+                     f"use it with hardware: {{predictor: {safe(args.out)}}}")
+    return 0
+
+
 def _list(registry: Any) -> int:
     for name in registry.names():
         print(f"{name:16s} {registry.describe(name)}")
@@ -257,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "predictor":
+            return cmd_predictor(args)
         if args.command == "spaces":
             from nasforge.spaces import SPACES
             return _list(SPACES)

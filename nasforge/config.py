@@ -105,6 +105,15 @@ class HardwareConfig(_Strict):
     repeats: int = Field(30, ge=3)
     min_seconds: float = Field(1.0, ge=0)  # each measurement runs at least this long (to meet an undisturbed phase)
     input_shape: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)  # one sample's shape; default: the dataset's
+    predictor: str | None = None  # a latency predictor file (`nasforge predictor`): latency_ms predicted, not measured
+    measure_final: bool = False  # with a predictor: measure the trials trained to the full budget
+
+    @model_validator(mode="after")
+    def _final_needs_predictor(self) -> "HardwareConfig":
+        if self.measure_final and self.predictor is None:
+            raise ValueError("measure_final measures the final trials where a predictor predicts the others: "
+                             "give hardware.predictor (a file from `nasforge predictor`) or leave measure_final out")
+        return self
 
 
 class StudyConfig(_Strict):
@@ -137,7 +146,8 @@ class StudyConfig(_Strict):
             from nasforge.execution.worker import HARDWARE_METRICS
             from nasforge.train.trainer import SupervisedTrainer
             reported = dict.fromkeys(SupervisedTrainer.metric_names("classification")
-                                     + SupervisedTrainer.metric_names("regression") + HARDWARE_METRICS)
+                                     + SupervisedTrainer.metric_names("regression") + HARDWARE_METRICS
+                                     + ("latency_predicted_ms",))
             if metric not in reported:
                 raise ValueError(f"objective metric {metric!r} is not one the built-in trainer reports; it reports: "
                                  f"{', '.join(reported)} (latency, params and flops with a hardware section)")

@@ -108,9 +108,9 @@ def test_latency_is_measured_once_per_study_across_processes_and_resumes(tmp_pat
     def context():
         return WorkerContext(space, None, lambda *a: None, str(tmp_path), hardware=settings)
 
-    first = hardware_metrics_for(context(), arch, space.build(arch))
-    again = hardware_metrics_for(context(), arch, space.build(arch))  # another process: a fresh context
+    first = hardware_metrics_for(context(), arch, space.build(arch), 1.0)
+    again = hardware_metrics_for(context(), arch, space.build(arch), 1.0)  # another process: a fresh context
     assert len(measured) == 1 and (tmp_path / LATENCY_CACHE).exists()
     assert again["latency_ms"] == first["latency_ms"] and again["params"] == first["params"] == 4 * 8 + 8 + 8 * 3 + 3
-    hardware_metrics_for(context(), {**arch, "width_0": 9}, space.build({**arch, "width_0": 9}))
+    hardware_metrics_for(context(), {**arch, "width_0": 9}, space.build({**arch, "width_0": 9}), 1.0)
     assert len(measured) == 2  # another architecture is measured

@@ -113,7 +113,7 @@ class BatchRunner:
                 out[n] = JobEvent(job, error=cand.error or "candidate was not trained", duration=share + prep)
                 continue
             try:
-                metrics = {**cand.result.metrics, **hardware_metrics_for(self.context, job.arch, cand.model)}
+                metrics = {**cand.result.metrics, **hardware_metrics_for(self.context, job.arch, cand.model, job.budget)}
             except Exception as exc:  # noqa: BLE001 - as in run_job: the trial fails, the study goes on
                 out[n] = JobEvent(job, error=error_text(exc), duration=share + prep)
                 continue

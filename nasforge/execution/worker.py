@@ -32,6 +32,9 @@ class HardwareSettings:
     device: str
     repeats: int
     min_seconds: float
+    predictor: Any = None  # a LatencyPredictor bound to the space: latency_ms predicted, not measured
+    measure_final: bool = False  # with a predictor: measure the trials trained to final_budget
+    final_budget: float = float("inf")
 
 
 @dataclass
@@ -53,29 +56,40 @@ class WorkerContext:
 
 
 HARDWARE_METRICS = ("latency_ms", "latency_median_ms", "latency_spread", "params", "flops")
+MEASURED_ONLY = ("latency_median_ms", "latency_spread")  # what a predicted latency lacks
 """What ``hardware_metrics_for`` adds to every trial's metrics when the study measures models."""
 
 LATENCY_CACHE = "latency_cache.json"
 """The study directory's file of latencies, shared by its worker processes and by a resume."""
 
 
-def hardware_metrics_for(ctx: WorkerContext, arch: ArchDict, model: nn.Module) -> dict[str, float]:
+def hardware_metrics_for(ctx: WorkerContext, arch: ArchDict, model: nn.Module, budget: float) -> dict[str, float]:
     """Latency, params and FLOPs of a trained model (the weights do not change the cost of a
     forward pass). The latency is measured once per architecture per study (the study's
-    :class:`~nasforge.hardware.LatencyCache`), the rest once per architecture per process."""
-    if ctx.hardware is None:
+    :class:`~nasforge.hardware.LatencyCache`), the rest once per architecture per process.
+    With a predictor, ``latency_ms`` is its prediction (also ``latency_predicted_ms``), except for
+    a trial trained to the final budget when ``measure_final`` is set."""
+    hw = ctx.hardware
+    if hw is None:
         return {}
+    predicted: dict[str, float] = {}
+    if hw.predictor is not None:
+        predicted = {"latency_predicted_ms": hw.predictor.latency_ms(arch, model)}
+        if not (hw.measure_final and budget >= hw.final_budget):
+            from nasforge.hardware import count_flops, count_params
+            flops = count_flops(model, hw.input_shape)
+            return {"latency_ms": predicted["latency_predicted_ms"], **predicted, "params": float(count_params(model)),
+                    **({"flops": float(flops)} if flops is not None else {})}
     key = arch_key(arch)
     if key not in ctx.measured:
         from nasforge.hardware import LatencyCache, hardware_metrics
-        hw = ctx.hardware
         cache = LatencyCache(Path(ctx.directory) / LATENCY_CACHE if ctx.directory else None)
         latency = cache.get_or_measure(
             ctx.space.name, arch, lambda: model, hw.input_shape, batch_size=hw.batch_size, threads=hw.threads,
             device=hw.device, repeats=hw.repeats, min_seconds=hw.min_seconds)
         ctx.measured[key] = hardware_metrics(model, hw.input_shape, batch_size=hw.batch_size, threads=hw.threads,
                                              device=hw.device, latency=latency)
-    return dict(ctx.measured[key])
+    return {**ctx.measured[key], **predicted}
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -122,7 +136,7 @@ def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
         with time_limit(ctx.timeout):
             out = call_evaluator(ctx.evaluator, ctx.wants, model, ctx.data, job.budget, state, arch=job.arch,
                                  trial_id=job.trial_id, seed=job.seed)
-        out.metrics.update(hardware_metrics_for(ctx, job.arch, model))
+        out.metrics.update(hardware_metrics_for(ctx, job.arch, model, job.budget))
         written = None
         if out.state is not None and job.checkpoint_out and ctx.directory:
             save_checkpoint(Path(ctx.directory) / job.checkpoint_out, {"evaluator": out.state, "torch_rng": torch.get_rng_state()})

@@ -7,6 +7,9 @@
 * :class:`LatencyCache` — a JSON file of results by (space, architecture, input shape, batch
   size, threads, device, machine), so each architecture is measured once per study.
 * :func:`hardware_metrics` — all of it as a flat metrics dict, ready to merge into a trial's.
+* Latency three ways, one interface (:class:`LatencyEstimator`, ``latency_ms(arch, model)``):
+  :class:`MeasuredLatency`, :class:`~nasforge.hardware.table.LatencyTable` (per-op lookup table of
+  a supernet), :class:`~nasforge.hardware.predictor.LatencyPredictor` (learned, with its MAPE).
 """
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ from torch import nn
 
 from nasforge.hardware.cache import LatencyCache
 from nasforge.hardware.cost import count_flops, count_params
+from nasforge.hardware.estimators import LatencyEstimator, MeasuredLatency
 from nasforge.hardware.latency import LatencyResult, fixed_threads, measure_latency
 
 __all__ = ["measure_latency", "LatencyResult", "count_params", "count_flops", "LatencyCache",
-           "hardware_metrics", "fixed_threads"]
+           "hardware_metrics", "fixed_threads", "LatencyEstimator", "MeasuredLatency"]
 
 
 def hardware_metrics(model: nn.Module, input_shape: Sequence[int], *, batch_size: int = 1, threads: int = 1,

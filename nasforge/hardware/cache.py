@@ -49,6 +49,15 @@ def machine_fingerprint(device: str = "cpu") -> str:
     return "; ".join(parts)
 
 
+def default_cache_path(name: str = "op_latency.json") -> Path:
+    """The per-machine latency cache: ``$NASFORGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/nasforge``,
+    else ``~/.cache/nasforge`` (entries carry the machine's identity, so a shared home is safe)."""
+    root = os.environ.get("NASFORGE_CACHE_DIR")
+    if not root:
+        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nasforge")
+    return Path(root) / name
+
+
 def cache_key(space: str, arch: Mapping[str, Any], input_shape: Sequence[int], *, batch_size: int = 1,
               threads: int = 1, device: str | torch.device = "cpu", machine: str | None = None) -> str:
     """The entry's key: a JSON list of every field the measurement depends on."""
@@ -64,6 +73,11 @@ def cache_key(space: str, arch: Mapping[str, Any], input_shape: Sequence[int], *
     fields = [space, arch_json, list(check_input_shape(input_shape)), int(batch_size), int(threads), dev,
               machine if machine is not None else machine_fingerprint(dev)]
     return json.dumps(fields, separators=(",", ":"))
+
+
+def keyed(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The measurement options a cache entry is keyed by (batch size, threads, device)."""
+    return {k: options[k] for k in ("batch_size", "threads", "device") if k in options}
 
 
 class LatencyCache:
