@@ -11,4 +11,5 @@ SPACES: Registry = Registry("space", {
     "darts": "nasforge.spaces.darts:darts",
     "enas_macro": "nasforge.spaces.enas:enas_macro",
     "enas_micro": "nasforge.spaces.enas:enas_micro",
+    "proxyless": "nasforge.spaces.proxyless:proxyless",
 })

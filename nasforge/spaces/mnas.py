@@ -92,7 +92,7 @@ class Layer(nn.Module):
         return y if self.shortcut is None else y + self.shortcut(x)
 
 
-def _body(kit: ConvKit, op: str, c_in: int, c_out: int, kernel: int, stride: int, se: float) -> nn.Sequential:
+def layer_body(kit: ConvKit, op: str, c_in: int, c_out: int, kernel: int, stride: int, se: float) -> nn.Sequential:
     squeeze = max(1, int(c_in * se)) if se > 0 else 0
     parts: list[nn.Module] = []
     if op == "conv":
@@ -110,7 +110,7 @@ def _body(kit: ConvKit, op: str, c_in: int, c_out: int, kernel: int, stride: int
     return nn.Sequential(*parts)
 
 
-def _shortcut(kit: ConvKit, skip: str, c_in: int, c_out: int, stride: int) -> nn.Module | None:
+def layer_shortcut(kit: ConvKit, skip: str, c_in: int, c_out: int, stride: int) -> nn.Module | None:
     same = stride == 1 and c_in == c_out
     if skip == "none" or (skip == "identity" and not same):
         return None  # identity needs equal shapes; otherwise the layer has no shortcut
@@ -174,8 +174,8 @@ def mnas(arch: Any, input_shape: Sequence[int], n_out: int, width_mult: float = 
         layers: list[nn.Module] = []
         for j in range(n):
             s = 2 if j == 0 and f"block_{i}" in places else 1
-            bodies = {op: (lambda op=op, c=c, s=s: _body(kit, op, c, c_out, kernel, s, se)) for op in OPS}
-            layers.append(Layer(arch.choice(f"block_{i}/op", bodies), _shortcut(kit, skip, c, c_out, s)))
+            bodies = {op: (lambda op=op, c=c, s=s: layer_body(kit, op, c, c_out, kernel, s, se)) for op in OPS}
+            layers.append(Layer(arch.choice(f"block_{i}/op", bodies), layer_shortcut(kit, skip, c, c_out, s)))
             c = c_out
         parts[f"block_{i}"] = nn.Sequential(*layers)
     parts.update(head=conv_bn(kit, c, head, 1), pool=GlobalPool(), classifier=nn.Linear(head, n_out))

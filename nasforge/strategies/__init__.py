@@ -15,6 +15,7 @@ _ASK_TELL = {
 _ONE_SHOT = {  # supernet searches (nasforge.oneshot), which the study puts behind ask/tell itself
     "darts": "nasforge.oneshot.darts:Darts",
     "enas": "nasforge.oneshot.enas:Enas",
+    "proxyless": "nasforge.oneshot.proxyless:ProxylessNas",
 }
 ASK_TELL: Registry = Registry("strategy", _ASK_TELL)
 ONE_SHOT: Registry = Registry("one-shot strategy", _ONE_SHOT)
