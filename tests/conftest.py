@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
+
+# op latency tables are cached per machine in the user's cache directory; tests keep theirs apart
+os.environ.setdefault("NASFORGE_CACHE_DIR", tempfile.mkdtemp(prefix="nasforge-test-cache-"))
 
 
 @pytest.fixture(autouse=True)

@@ -231,7 +231,8 @@ def _record_stopping_after(epochs: int, store: list):
 
 
 SMALL = {"darts": {"epochs": 3, "batch_size": 256}, "enas": {"epochs": 3, "batch_size": 256, "controller_steps": 6,
-                                                                "controller_batch": 3, "derive_samples": 3}}
+                                                                "controller_batch": 3, "derive_samples": 3},
+         "proxyless": {"epochs": 3, "batch_size": 256}}
 
 
 @pytest.mark.parametrize("name", ONE_SHOT.names())
@@ -380,7 +381,8 @@ def test_the_derived_architecture_beats_random_architectures_of_the_space(tmp_pa
     kw = {"budget": 3, "objective": "val_accuracy", "trainer": {"lr": 0.01, "batch_size": 64}}
     random = nasforge.search(_chain_with_a_dead_end, "digits", "random", trials=10, seed=0, out=tmp_path / "r", **kw)
     random_mean = float(np.mean([t.metrics["val_accuracy"] for t in random.trials]))
-    args = {"darts": {"epochs": 4, "batch_size": 64}, "enas": {"epochs": 4, "batch_size": 64, "controller_steps": 20}}[name]
+    args = {"darts": {"epochs": 4, "batch_size": 64}, "enas": {"epochs": 4, "batch_size": 64, "controller_steps": 20},
+            "proxyless": {"epochs": 12, "warmup": 2, "batch_size": 64, "alpha_lr": 0.05}}[name]  # one path per step: slower
     for seed in range(2):
         found = nasforge.search(_chain_with_a_dead_end, "digits", {"name": name, "args": args}, trials=1, seed=seed,
                                 out=tmp_path / f"{name}{seed}", **kw)
