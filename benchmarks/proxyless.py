@@ -14,7 +14,7 @@ chosen op timed alone); and a gradient-boosting predictor trained on three quart
 MAPE on the held-out quarter.
 
 ``targets``: for each target, ProxylessNAS (the derived network retrained for ``--budget`` epochs
-and measured end to end; ``--seeds`` search seeds at the middle target, the first elsewhere) and
+and measured end to end, again afterwards, best of 3 passes; ``--seeds`` search seeds at the middle target, the first elsewhere) and
 an MNAS search with PPO over the same space (``--ppo-trials`` trials of ``--budget`` epochs, every
 model measured, MnasNet's hard reward at the target), each with its wall time; and ``--random``
 random architectures of the space whose measured latency meets the middle target, trained and
@@ -126,9 +126,19 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _remeasured(arch: dict[str, Any]) -> float:
+    """The network measured again, best of 3 passes (a study measures each model once)."""
+    from nasforge.hardware.latency import measure_many
+    from nasforge.space.space import Space
+    from nasforge.spaces.proxyless import proxyless
+    data = load_dataset("mnist5k")
+    model = Space(proxyless, data.context()).build(arch)
+    return measure_many({0: (model, data.input_shape)}, passes=3, **HARDWARE)[0].floor_ms
+
+
 def _accuracy_latency(study: Any) -> tuple[float, float]:
     best = study.best
-    return best.metrics["val_accuracy"], best.metrics["latency_ms"]
+    return best.metrics["val_accuracy"], _remeasured(best.arch)
 
 
 class Given:
@@ -222,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["memory", "latency", "targets"])
     parser.add_argument("--samples", type=int, default=120, help="latency: architectures measured end to end")
-    parser.add_argument("--targets", type=float, nargs="+", default=[1.6, 1.9, 2.2], help="targets: latency targets (ms)")
+    parser.add_argument("--targets", type=float, nargs="+", default=[1.7, 1.9, 2.1], help="targets: latency targets (ms)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds at the middle target")
     parser.add_argument("--budget", type=int, default=3, help="epochs to train each compared network")
     parser.add_argument("--random", type=int, default=10, help="random architectures meeting the middle target")

@@ -146,8 +146,10 @@ def measure_table(supernet: nn.Module, input_shape: Sequence[int], *, batch_size
             object.__setattr__(m, "mixer", recorder)
         with on_device(supernet, torch.device("cpu")) as ready, torch.no_grad():
             ready(make_input(ready, (batch_size, *shape), torch.device("cpu"), 0))
-        op_keys = {id(op): ("op", _structure(op), recorder.seen[id(m.ops)][0][1:]) for m in mixed for op in m.ops.values()}
-        jobs = {op_keys[id(op)]: (as_child(op), op_keys[id(op)][2]) for m in mixed for op in m.ops.values()}
+        timed = {id(op): as_child(op) for m in mixed for op in m.ops.values()}
+        op_keys = {id(op): ("op", _structure(timed[id(op)]), recorder.seen[id(m.ops)][0][1:])
+                   for m in mixed for op in m.ops.values()}
+        jobs = {op_keys[id(op)]: (timed[id(op)], op_keys[id(op)][2]) for m in mixed for op in m.ops.values()}
         paths = _sampled_paths(mixed, calibrate)
         children = {("network", _structure(child), shape): (child, path) for child, path in
                     ((_extract(supernet, path), path) for path in paths)}
