@@ -14,11 +14,12 @@ chosen op timed alone); and a gradient-boosting predictor trained on three quart
 MAPE on the held-out quarter.
 
 ``targets``: for each target, ProxylessNAS (the derived network retrained for ``--budget`` epochs
-and measured end to end, again afterwards, best of 3 passes; ``--seeds`` search seeds at the middle target, the first elsewhere) and
+and measured end to end; ``--seeds`` search seeds at the middle target, the first elsewhere) and
 an MNAS search with PPO over the same space (``--ppo-trials`` trials of ``--budget`` epochs, every
 model measured, MnasNet's hard reward at the target), each with its wall time; and ``--random``
 random architectures of the space whose measured latency meets the middle target, trained and
-measured alike: their mean accuracy.
+measured alike: their mean accuracy. At the end every compared network is measured again, all
+together in five interleaved passes (the best of each): what the latency columns compare.
 
 Threads: ``torch.set_num_threads(--threads)`` (default 2; latency is always timed on one thread).
 Run nothing beside it.
@@ -126,19 +127,16 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _remeasured(arch: dict[str, Any]) -> float:
-    """The network measured again, best of 3 passes (a study measures each model once)."""
+def _measured_together(archs: list[dict[str, Any]], passes: int = 5) -> list[float]:
+    """Every network measured again, interleaved passes, the best of ``passes`` each: a slow phase
+    of this machine can outlast one model's measurement, rarely a whole pass over all of them."""
     from nasforge.hardware.latency import measure_many
     from nasforge.space.space import Space
     from nasforge.spaces.proxyless import proxyless
     data = load_dataset("mnist5k")
-    model = Space(proxyless, data.context()).build(arch)
-    return measure_many({0: (model, data.input_shape)}, passes=3, **HARDWARE)[0].floor_ms
-
-
-def _accuracy_latency(study: Any) -> tuple[float, float]:
-    best = study.best
-    return best.metrics["val_accuracy"], _remeasured(best.arch)
+    space = Space(proxyless, data.context())
+    found = measure_many({i: (space.build(a), data.input_shape) for i, a in enumerate(archs)}, passes=passes, **HARDWARE)
+    return [found[i].floor_ms for i in range(len(archs))]
 
 
 class Given:
@@ -164,9 +162,9 @@ class Given:
         self.next = state["next"]
 
 
-def _random_meeting(target: float, n: int, scratch: Path, common: dict[str, Any]) -> list[tuple[float, float]]:
+def _random_meeting(target: float, n: int, scratch: Path, common: dict[str, Any]) -> list[tuple[float, float, Any]]:
     """``n`` random architectures whose measured latency meets ``target``, trained alike:
-    (accuracy, latency) of each."""
+    (accuracy, recorded latency, architecture) of each."""
     from nasforge.hardware.latency import measure_many
     from nasforge.space.space import Space
     from nasforge.spaces.proxyless import proxyless
@@ -185,37 +183,52 @@ def _random_meeting(target: float, n: int, scratch: Path, common: dict[str, Any]
     print(f"random: {len(meeting)} of {tried} sampled architectures meet {target} ms", flush=True)
     study = nasforge.search("proxyless", "mnist5k", Given(meeting), trials=len(meeting), seed=0,
                             out=scratch / f"random{target}", **common)
-    return [(t.metrics["val_accuracy"], t.metrics["latency_ms"]) for t in study.trials if "latency_ms" in t.metrics]
+    return [(t.metrics["val_accuracy"], t.metrics["latency_ms"], t.arch) for t in study.trials if "latency_ms" in t.metrics]
 
 
 def targets(args: argparse.Namespace, scratch: Path) -> None:
     common = {"budget": args.budget, "objective": "val_accuracy", "trainer": TRAINER, "hardware": HARDWARE}
     middle = args.targets[len(args.targets) // 2]
     started = time.perf_counter()
-    randoms = _random_meeting(middle, args.random, scratch, common)
-    print(f"random at {middle} ms: accuracy mean {statistics.mean(a for a, _ in randoms):.4f} "
-          f"(min {min(a for a, _ in randoms):.4f}, max {max(a for a, _ in randoms):.4f}), latency "
-          f"{min(m for _, m in randoms):.2f}-{max(m for _, m in randoms):.2f} ms; {time.perf_counter() - started:.0f}s",
-          flush=True)
-    print(f"{'target':>6} {'method':10} {'seed':>4} {'accuracy':>8} {'latency':>8} {'lat/T':>6} {'search s':>8}")
+    rows: list[tuple[float, str, int, float, float, float, dict[str, Any]]] = []  # target, method, seed, acc, recorded, s, arch
+    for acc, ms, arch in _random_meeting(middle, args.random, scratch, common):
+        rows.append((middle, "random", 0, acc, ms, 0.0, arch))
+    print(f"random: {args.random} trained in {time.perf_counter() - started:.0f}s", flush=True)
     for target in args.targets:
         for seed in args.seeds if target == middle else args.seeds[:1]:
             began = time.perf_counter()
             study = nasforge.search("proxyless", "mnist5k", {"name": "proxyless", "args": {**SEARCH, "latency_target": target}},
                                     trials=1, seed=seed, out=scratch / f"px{target}-{seed}", **common)
-            wall = time.perf_counter() - began
-            acc, ms = _accuracy_latency(study)
-            print(f"{target:6.2f} {'proxyless':10} {seed:4d} {acc:8.4f} {ms:8.3f} {ms / target:6.2f} {wall:8.0f}", flush=True)
+            best = study.best
+            rows.append((target, "proxyless", seed, best.metrics["val_accuracy"], best.metrics["latency_ms"],
+                         time.perf_counter() - began, best.arch))
+            print(f"proxyless target {target} seed {seed}: {rows[-1][3]:.4f} at {rows[-1][4]:.3f} ms (recorded), "
+                  f"{rows[-1][5]:.0f}s", flush=True)
         if args.ppo_trials:
             began = time.perf_counter()
             study = nasforge.search("proxyless", "mnist5k", {"name": "ppo", "args": {"batch_size": 4, "epochs": 4}},
                                     trials=args.ppo_trials, seed=0, out=scratch / f"ppo{target}",
                                     constraint={"metric": "latency_ms", "target": target, "kind": "hard"}, **common)
             wall = time.perf_counter() - began
-            acc, ms = _accuracy_latency(study)
-            front = [(t.metrics["latency_ms"], t.metrics["val_accuracy"]) for t in study.trials if "latency_ms" in t.metrics]
-            print(f"{target:6.2f} {'mnas/ppo':10} {0:4d} {acc:8.4f} {ms:8.3f} {ms / target:6.2f} {wall:8.0f}  front: "
-                  + ", ".join(f"{a:.3f}@{m:.2f}" for m, a in _front(front)), flush=True)
+            for t in study.trials:
+                if "latency_ms" in t.metrics:
+                    rows.append((target, "mnas/ppo" + (" best" if t.id == study.best.id else ""), 0,
+                                 t.metrics["val_accuracy"], t.metrics["latency_ms"], wall, t.arch))
+            print(f"mnas/ppo target {target}: {len(study.trials)} trials, {wall:.0f}s", flush=True)
+    again = _measured_together([r[6] for r in rows])
+    print("\nevery network measured again together (best of 5 interleaved passes); latency / target")
+    print(f"{'target':>6} {'method':14} {'seed':>4} {'accuracy':>8} {'recorded':>8} {'again':>7} {'/T':>5} {'wall s':>7}")
+    for (target, method, seed, acc, recorded, wall, _), ms in zip(rows, again):
+        if method == "mnas/ppo":
+            continue  # in the front below
+        print(f"{target:6.2f} {method:14} {seed:4d} {acc:8.4f} {recorded:8.3f} {ms:7.3f} {ms / target:5.2f} {wall:7.0f}")
+    for target in args.targets:
+        ppo = [(ms, r[3]) for r, ms in zip(rows, again) if r[0] == target and r[1].startswith("mnas/ppo")]
+        if ppo:
+            print(f"mnas/ppo front at {target}: " + ", ".join(f"{a:.3f}@{m:.2f}" for m, a in _front(ppo)))
+    randoms = [(r[3], ms) for r, ms in zip(rows, again) if r[1] == "random"]
+    print(f"random at {middle}: accuracy mean {statistics.mean(a for a, _ in randoms):.4f} over {len(randoms)}; "
+          f"latency again {min(m for _, m in randoms):.2f}-{max(m for _, m in randoms):.2f} ms")
 
 
 def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

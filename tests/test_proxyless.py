@@ -234,3 +234,22 @@ def test_latency_three_ways_answer_through_one_interface():
     assert set(answers) == {"measured", "table", "predictor"}
     for name, ms in answers.items():  # the same network, three estimates of one magnitude
         assert 0.3 < ms / answers["measured"] < 3, answers
+
+
+def test_the_most_probable_architecture_within_the_target_is_the_brute_force_one():
+    import itertools
+    from nasforge.oneshot.proxyless import most_probable_within
+    rng = np.random.default_rng(0)
+    names = ("p", "q", "r")
+    entries = [OpEntry(label, names, tuple(rng.uniform(0.1, 1.0, 3)), (4,)) for label in ("a", "b", "c", "a")]
+    table = LatencyTable(entries, 0.3, "m", {}, scale=1.1)
+    log_p = {label: torch.log_softmax(torch.tensor(rng.normal(size=3)), -1) for label in "abc"}
+    for target in (1.5, 2.0, 2.5, 3.0):
+        got = most_probable_within(table, log_p, target)
+        assert table.latency_ms(got) <= target
+        feasible = [dict(zip("abc", combo)) for combo in itertools.product(names, repeat=3)
+                    if table.latency_ms(dict(zip("abc", combo))) <= target]
+        best = max(feasible, key=lambda a: sum(float(log_p[k][names.index(v)]) for k, v in a.items()))
+        assert got == best, target
+    fastest = most_probable_within(table, log_p, 0.1)  # nothing meets it: the fastest choices
+    assert table.latency_ms(fastest) == table.span()[0]

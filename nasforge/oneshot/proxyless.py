@@ -27,6 +27,9 @@ Beyond the paper's choices among ops: an inputs decision whose edges carry ops s
 ``softmax(alpha)`` (any subset: each input with probability ``sigmoid(alpha)``) and is gated the
 same way, over all its candidates (their tensors exist anyway). Derivation keeps each choice's
 most probable path (``none`` included: a skipped layer), as the paper; edges and inputs as DARTS.
+With a target, where that path's latency by the table exceeds it, the most probable architecture
+within it (:func:`most_probable_within`): the expected latency the loss holds near the target
+averages over paths, and in a short search the most probable one can land on either side of it.
 """
 from __future__ import annotations
 
@@ -227,8 +230,9 @@ class ProxylessNas:
         if self.latency is not None:
             self.mixer.mode = "argmax"
             self.measure(supernet, batches.data.input_shape)
+        lr = self.lr_at(epoch)
         for group in self.w_opt.param_groups:
-            group["lr"] = self.w_lr_at = self.lr_at(epoch)
+            group["lr"] = lr
         total, n = 0.0, 0
         for x, y in batches.train():
             if epoch >= self.warmup and self.alphas:
@@ -242,7 +246,7 @@ class ProxylessNas:
             total += float(loss.detach()) * len(x)
             n += len(x)
         self.mixer.mode = "argmax"  # the loop evaluates the most probable path
-        figures = {"train_loss": total / n, "w_lr": self.w_lr_at}
+        figures = {"train_loss": total / n, "w_lr": lr}
         if self.table is not None:
             with torch.no_grad():
                 figures["expected_latency_ms"] = float(self.expected_latency())
@@ -299,7 +303,12 @@ class ProxylessNas:
         return self.mixer.distribution()
 
     def derive(self, supernet: nn.Module, batches: Batches) -> ArchDict:
-        return self.mixer.derive()
+        """The most probable path; with a target, the most probable one the table puts within it."""
+        arch = self.mixer.derive()
+        if self.table is None or self.latency is None or self.table.latency_ms(arch) <= self.latency.target_ms:
+            return arch
+        log_p = {e.label: torch.log(self.mixer.probabilities(e.label).detach()) for e in self.table.entries}
+        return {**arch, **most_probable_within(self.table, log_p, self.latency.target_ms)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"alpha": {k: v.detach().clone() for k, v in self.mixer.alpha.items()}, "baseline": self.baseline,
@@ -314,3 +323,32 @@ class ProxylessNas:
         self.a_opt.load_state_dict(state["a_opt"])
         self.baseline = state["baseline"]
         self.table = LatencyTable.from_dict(state["table"]) if state["table"] is not None else None
+
+
+def most_probable_within(table: LatencyTable, log_p: dict[str, torch.Tensor], target_ms: float,
+                         steps: int = 2000) -> ArchDict:
+    """The choices of the table's decisions maximising the sum of ``log_p`` whose latency by the
+    table is at most ``target_ms`` (a multiple-choice knapsack, latencies in ``steps`` units of
+    the budget); the fastest choices where no architecture meets the target."""
+    cost: dict[str, list[float]] = {}
+    for entry in table.entries:  # a repeated label is one decision over several ops
+        cost.setdefault(entry.label, [0.0] * len(entry.ms))
+        cost[entry.label] = [c + table.scale * ms for c, ms in zip(cost[entry.label], entry.ms)]
+    labels = list(cost)
+    options = {label: table.entries[[e.label for e in table.entries].index(label)].candidates for label in labels}
+    budget = target_ms - table.scale * table.fixed_ms
+    if budget < sum(min(c) for c in cost.values()):
+        return {label: options[label][min(range(len(c)), key=c.__getitem__)] for label, c in cost.items()}
+    unit = budget / steps
+    best = {0: (0.0, ())}  # units used -> (score, choice indices so far)
+    for label in labels:
+        grown: dict[int, tuple[float, tuple[int, ...]]] = {}
+        for used, (score, picks) in best.items():
+            for j, c in enumerate(cost[label]):
+                total = used + math.ceil(c / unit - 1e-9)
+                candidate = (score + float(log_p[label][j]), picks + (j,))
+                if total <= steps and (total not in grown or candidate[0] > grown[total][0]):
+                    grown[total] = candidate
+        best = grown
+    picks = max(best.values())[1]
+    return {label: options[label][j] for label, j in zip(labels, picks)}
