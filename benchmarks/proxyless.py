@@ -46,22 +46,8 @@ SEARCH = {"epochs": 5, "warmup": 1, "batch_size": 64, "alpha_lr": 0.03, "latency
           "latency_form": "mul", "latency_kind": "hard"}
 
 
-def step_memory(model: torch.nn.Module, loss_of: Any) -> tuple[int, int]:
-    """Bytes of parameters with gradients, and of the activations autograd saves for backward."""
-    saved = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal saved
-        saved += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = loss_of()
-    loss.backward()
-    return 2 * sum(p.numel() * p.element_size() for p in model.parameters()), saved
-
-
 def memory(args: argparse.Namespace, scratch: Path) -> None:
+    from oneshot import _step_memory as step_memory  # parameters + gradients, activations saved for backward
     from nasforge.oneshot.darts import Darts
     from nasforge.oneshot.loop import build_supernet
     from nasforge.oneshot.proxyless import ProxylessNas
@@ -70,7 +56,6 @@ def memory(args: argparse.Namespace, scratch: Path) -> None:
     data = load_dataset("mnist5k")
     x, y = data.x_train[:128], data.y_train[:128]
     space = Space(proxyless, data.context())
-    loss = torch.nn.functional.cross_entropy
     rows = []
     for name, method, mode in (("DARTS (every path)", Darts(), None), ("Proxyless weight step (1 path)", ProxylessNas(), "path"),
                                ("Proxyless arch step (2 paths)", ProxylessNas(), "gates")):
@@ -79,10 +64,9 @@ def memory(args: argparse.Namespace, scratch: Path) -> None:
         method.setup(net, dict(arch.searched), torch.Generator().manual_seed(0))
         if mode:
             method.mixer.resample(mode, torch.Generator().manual_seed(0))
-        params, acts = step_memory(net, lambda: loss(net(x), y))
-        rows.append((name, params, acts))
+        rows.append((name, *step_memory(net, x, y)))
     child = space.build(space.sample(np.random.default_rng(0)))
-    rows.append(("a child network", *step_memory(child, lambda: loss(child(x), y))))
+    rows.append(("a child network", *step_memory(child, x, y)))
     darts_acts = rows[0][2]
     print("one step, batch 128 (MiB): parameters + gradients, activations saved for backward; activations / DARTS's")
     for name, p, a in rows:

@@ -96,6 +96,18 @@ def check_warmup(warmup: Any, epochs: int, what: str) -> None:
         raise ConfigError(f"Invalid warmup: {warmup!r} (epochs of {what}: an int in [0, epochs))")
 
 
+def weight_step(supernet: nn.Module, optimizer: torch.optim.Optimizer, weights: list[torch.Tensor], grad_clip: float,
+                data: Data, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One step of the supernet's weights on a training batch (gradients clipped at ``grad_clip``);
+    returns the batch's summed loss."""
+    optimizer.zero_grad()
+    loss = task_loss(data, supernet(x), y)
+    loss.backward()
+    nn.utils.clip_grad_norm_(weights, grad_clip)
+    optimizer.step()
+    return float(loss.detach()) * len(x)
+
+
 def task_loss(data: Data, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if data.task == "classification":
         return F.cross_entropy(out, y)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import ConfigError
-from nasforge.oneshot.base import Batches, check_warmup, task_loss
+from nasforge.oneshot.base import Batches, check_warmup, task_loss, weight_step
 from nasforge.space.domains import ChoiceDomain, Domain, InputsDomain
 from nasforge.space.supernet import NONE_OP
 from nasforge.strategies.policy import check_positive
@@ -58,6 +58,14 @@ class SoftmaxMixer:
             n = len(domain.options) if isinstance(domain, ChoiceDomain) else len(domain.candidates)  # type: ignore[union-attr]
             self.alpha[label] = (1e-3 * torch.randn(n, generator=generator)).requires_grad_()
         return list(self.alpha.values())
+
+    def alpha_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.alpha.items()}
+
+    def load_alpha_state(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for label, value in state.items():
+                self.alpha[label].copy_(value)
 
     def has_edges(self, label: str) -> bool:
         prefix = label + "/"
@@ -205,12 +213,7 @@ class Darts:
             xv, yv = batches.val()
             if epoch >= self.warmup:
                 self._arch_step(supernet, batches, x, y, xv, yv, lr, decay)
-            self.w_opt.zero_grad()
-            loss = task_loss(batches.data, supernet(x), y)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
-            self.w_opt.step()
-            total += float(loss.detach()) * len(x)
+            total += weight_step(supernet, self.w_opt, self.weights, self.grad_clip, batches.data, x, y)
             n += len(x)
         return {"train_loss": total / n, "w_lr": lr}
 
@@ -275,13 +278,10 @@ class Darts:
         return self.mixer.derive()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"alpha": {k: v.detach().clone() for k, v in self.mixer.alpha.items()},
-                "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
+        return {"alpha": self.mixer.alpha_state(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            for label, value in state["alpha"].items():
-                self.mixer.alpha[label].copy_(value)
+        self.mixer.load_alpha_state(state["alpha"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import ConfigError
-from nasforge.oneshot.base import Batches, check_warmup, score, task_loss
+from nasforge.oneshot.base import Batches, check_warmup, score, weight_step
 from nasforge.space.domains import Domain, InputsDomain
 from nasforge.space.schema import Decision, Schema
 from nasforge.strategies.policy import check_positive
@@ -85,7 +85,8 @@ class Enas:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         self.controller.setup(self.schema, np.random.default_rng(seed))
         self.generator = generator
-        self.w_opt = torch.optim.SGD([p for p in supernet.parameters() if p.requires_grad], lr=self.w_lr,
+        self.weights = [p for p in supernet.parameters() if p.requires_grad]
+        self.w_opt = torch.optim.SGD(self.weights, lr=self.w_lr,
                                      momentum=0.9, nesterov=True, weight_decay=self.w_weight_decay)
 
     def _sample(self, explore_free: bool = False) -> ArchDict:
@@ -100,12 +101,7 @@ class Enas:
         for x, y in batches.train():  # the shared weights, a sampled path per batch
             with torch.no_grad(), torch_threads(1):
                 self.mixer.sample = self.controller.core.controller.rollout(self.generator).arch
-            self.w_opt.zero_grad()
-            loss = task_loss(batches.data, supernet(x), y)
-            loss.backward()
-            nn.utils.clip_grad_norm_(supernet.parameters(), self.grad_clip)
-            self.w_opt.step()
-            total += float(loss.detach()) * len(x)
+            total += weight_step(supernet, self.w_opt, self.weights, self.grad_clip, batches.data, x, y)
             n += len(x)
         rewards: list[float] = []
         supernet.eval()

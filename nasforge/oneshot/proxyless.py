@@ -43,7 +43,7 @@ from torch import nn
 from nasforge.errors import ConfigError
 from nasforge.hardware.cache import LatencyCache, default_cache_path
 from nasforge.hardware.table import LatencyTable, measure_table
-from nasforge.oneshot.base import Batches, check_warmup, task_loss
+from nasforge.oneshot.base import Batches, check_warmup, task_loss, weight_step
 from nasforge.oneshot.darts import SoftmaxMixer
 from nasforge.oneshot.latency_loss import LatencyLoss
 from nasforge.space.domains import ChoiceDomain, InputsDomain
@@ -238,12 +238,7 @@ class ProxylessNas:
             if epoch >= self.warmup and self.alphas:
                 self._arch_step(supernet, batches)
             self.mixer.resample("path", self.generator)
-            self.w_opt.zero_grad()
-            loss = task_loss(batches.data, supernet(x), y)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
-            self.w_opt.step()
-            total += float(loss.detach()) * len(x)
+            total += weight_step(supernet, self.w_opt, self.weights, self.grad_clip, batches.data, x, y)
             n += len(x)
         self.mixer.mode = "argmax"  # the loop evaluates the most probable path
         figures = {"train_loss": total / n, "w_lr": lr}
@@ -311,14 +306,11 @@ class ProxylessNas:
         return {**arch, **most_probable_within(self.table, log_p, self.latency.target_ms)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"alpha": {k: v.detach().clone() for k, v in self.mixer.alpha.items()}, "baseline": self.baseline,
-                "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
-                "table": self.table.to_dict() if self.table is not None else None}
+        return {"alpha": self.mixer.alpha_state(), "baseline": self.baseline, "w_opt": self.w_opt.state_dict(),
+                "a_opt": self.a_opt.state_dict(), "table": self.table.to_dict() if self.table is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            for label, value in state["alpha"].items():
-                self.mixer.alpha[label].copy_(value)
+        self.mixer.load_alpha_state(state["alpha"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
         self.baseline = state["baseline"]
