@@ -245,7 +245,7 @@ class ProxylessNas:
         if self.table is not None:
             with torch.no_grad():
                 figures["expected_latency_ms"] = float(self.expected_latency())
-            figures["derived_latency_ms"] = self.table.latency_ms(self.mixer.derive())
+            figures["derived_latency_ms"] = self.table.latency_ms(self.derive(supernet, batches))  # as derived now
         return figures
 
     def _arch_step(self, supernet: nn.Module, batches: Batches) -> None:
