@@ -21,13 +21,13 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from nasforge.errors import ConfigError
-from nasforge.hardware.latency import LatencyResult, check_input_shape, measure_latency, resolve_measure_device
+from nasforge.hardware.latency import LatencyResult, check_input_shape, measure_latency, measure_many, resolve_measure_device
 
 logger = logging.getLogger(__name__)
 _FORMAT = "nasforge-latency-cache"
@@ -137,6 +137,25 @@ class LatencyCache:
                                  **options)
         self.put(space, arch, input_shape, result)
         return result
+
+    def get_or_measure_many(self, jobs: Mapping[Hashable, tuple[str, Mapping[str, Any], nn.Module, Sequence[int]]], *,
+                            passes: int = 2, **options: Any) -> dict[Hashable, LatencyResult]:
+        """Per job ``(space, arch, model, input_shape)``: the cached result, else the best of
+        ``passes`` interleaved passes over every uncached model
+        (:func:`~nasforge.hardware.latency.measure_many`), then stored."""
+        out: dict[Hashable, LatencyResult] = {}
+        todo: dict[Hashable, tuple[nn.Module, Sequence[int]]] = {}
+        for key, (space, arch, model, shape) in jobs.items():
+            found = self.get(space, arch, shape, **keyed(options))
+            if found is not None:
+                out[key] = found
+            else:
+                todo[key] = (model, shape)
+        for key, result in measure_many(todo, passes=passes, **options).items():
+            space, arch, _, shape = jobs[key]
+            self.put(space, arch, shape, result)
+            out[key] = result
+        return out
 
     def _file_stamp(self) -> tuple[int, int] | None:
         try:

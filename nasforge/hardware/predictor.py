@@ -23,8 +23,7 @@ import numpy as np
 from torch import nn
 
 from nasforge.errors import ConfigError
-from nasforge.hardware.cache import LatencyCache, keyed, machine_fingerprint
-from nasforge.hardware.latency import measure_many
+from nasforge.hardware.cache import LatencyCache, machine_fingerprint
 from nasforge.hardware.cost import count_flops, count_params
 from nasforge.space.encoding import Encoder
 from nasforge.space.space import Space
@@ -115,12 +114,9 @@ def measure_architectures(space: Space, n: int, input_shape: Sequence[int], *, s
         arch = space.sample(rng)
         archs.setdefault(repr(sorted(arch.items())), arch)
     models = {key: space.build(arch) for key, arch in archs.items()}
-    found = {key: cache.get(space.name, archs[key], input_shape, **keyed(options)) for key in archs}
-    todo = {key: (models[key], input_shape) for key in archs if found[key] is None}
-    for key, result in measure_many(todo, passes=passes, **options).items():
-        cache.put(space.name, archs[key], input_shape, result)
-        found[key] = result
-    return [(archs[key], models[key], found[key].floor_ms) for key in archs]  # type: ignore[union-attr]
+    found = cache.get_or_measure_many({key: (space.name, archs[key], models[key], input_shape) for key in archs},
+                                      passes=passes, **options)
+    return [(archs[key], models[key], found[key].floor_ms) for key in archs]
 
 
 REGRESSORS = ("linear", "boosting")

@@ -34,8 +34,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from nasforge.hardware.cache import LatencyCache, keyed, machine_fingerprint
-from nasforge.hardware.latency import check_input_shape, make_input, measure_many, on_device
+from nasforge.hardware.cache import LatencyCache, machine_fingerprint
+from nasforge.hardware.latency import check_input_shape, make_input, on_device
 from nasforge.space.supernet import MixedOp
 from nasforge.types import ArchDict
 
@@ -159,7 +159,9 @@ def measure_table(supernet: nn.Module, input_shape: Sequence[int], *, batch_size
         zeros = _Zeros(recorder.seen)
         for m in mixed:
             object.__setattr__(m, "mixer", zeros)
-        ms = _measured(jobs, cache, passes, options)  # ops, sampled children, the rest: interleaved passes
+        results = cache.get_or_measure_many({key: (key[0], {"structure": key[1]}, model, job_shape)
+                                             for key, (model, job_shape) in jobs.items()}, passes=passes, **options)
+        ms = {key: result.floor_ms for key, result in results.items()}  # ops, children, the rest: interleaved
     finally:
         for m, owner in zip(mixed, owners):
             object.__setattr__(m, "mixer", owner)
@@ -188,19 +190,3 @@ def _extract(supernet: nn.Module, path: Mapping[str, int]) -> nn.Module:
             parent, _, attr = name.rpartition(".")
             setattr(child.get_submodule(parent), attr, list(module.ops.values())[path[module.label]])
     return child
-
-
-def _measured(jobs: dict[tuple[str, str, tuple[int, ...]], tuple[nn.Module, tuple[int, ...]]], cache: LatencyCache,
-              passes: int, options: dict[str, Any]) -> dict[tuple[str, str, tuple[int, ...]], float]:
-    """Each job's floor (ms): from the cache, else measured in ``passes`` passes and cached."""
-    out, todo = {}, {}
-    for key, job in jobs.items():
-        found = cache.get(key[0], {"structure": key[1]}, key[2], **keyed(options))
-        if found is not None:
-            out[key] = found.floor_ms
-        else:
-            todo[key] = job
-    for key, result in measure_many(todo, passes=passes, **options).items():
-        cache.put(key[0], {"structure": key[1]}, key[2], result)
-        out[key] = result.floor_ms
-    return out
