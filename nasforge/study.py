@@ -36,6 +36,7 @@ from nasforge.types import Objective, Result, TrialState
 
 TrialCallback = Callable[["Study", Trial], None]
 _STATE_KEY = "scheduler_state"
+SEARCH_LOG_KEY = "search_log"  # a strategy's own record per step (a surrogate's rank correlations), for the report
 ONESHOT_KEY = "oneshot"  # a one-shot search's record: per epoch, its figures, distributions and derived architecture
 STOPPED_KEY = "stopped_by_config"  # the config mistake a result revealed: resuming would repeat it
 _CRASHES_KEY = "crashed_while_running"  # trial id -> [crashes of the driver while it ran there, alone the last time]
@@ -130,6 +131,9 @@ class Study:
         if state != self._saved_state:  # the loop asks often while waiting; write only changes
             self.store.set_meta_raw(_STATE_KEY, state)
             self._saved_state = state
+            search_log = getattr(self.strategy.inner, "search_log", None)
+            if callable(search_log):
+                self.store.set_meta(SEARCH_LOG_KEY, search_log())
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, on_trial_end: TrialCallback | None = None) -> "Study":

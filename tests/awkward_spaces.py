@@ -82,7 +82,22 @@ def six_archs(arch, n_in: int = 4, n_out: int = 3) -> nn.Module:
     return nn.Sequential(_head(n_in, width, width), nn.ReLU() if act == "relu" else nn.Tanh(), nn.Linear(width, n_out))
 
 
-AWKWARD = {f.__name__: f for f in (two_parent_conditions, shared_label, nested_choice, input_sets, log_int, floats, six_archs)}
+def growing(arch, n_in: int = 4, n_out: int = 3) -> nn.Module:
+    """An int that other decisions depend on (progressive search grows it), adding a float and an
+    inputs decision as it grows."""
+    depth = arch.int("depth", 1, 3)
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers.append(arch.choice(f"act{i}", {"relu": nn.ReLU, "tanh": nn.Tanh}))
+        if i == 1:
+            layers.append(nn.Dropout(arch.float("dropout1", 0.0, 0.5)))
+        if i == 2:
+            arch.inputs("skips2", ["layer0", "layer1"], None)
+    return nn.Sequential(_head(n_in, 8, 8), *layers, nn.Linear(8, n_out))
+
+
+AWKWARD = {f.__name__: f for f in (two_parent_conditions, shared_label, nested_choice, input_sets, log_int, floats,
+                                   six_archs, growing)}
 
 
 def lookup(arch: dict) -> float:

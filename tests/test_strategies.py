@@ -22,7 +22,9 @@ def make(name: str):
     cls = STRATEGIES.get(name)
     small = {"grid": {"values": SMALL_GRID}, "bayesopt": {"n_initial": 3, "n_candidates": 200},
              "evolution": {"population_size": 4, "sample_size": 2},
-             "reinforce": {"batch_size": 3}, "ppo": {"batch_size": 3, "epochs": 2}}
+             "reinforce": {"batch_size": 3}, "ppo": {"batch_size": 3, "epochs": 2},
+             "pnas": {"initial": 3, "beam": 2, "surrogate_args": {"members": 2, "epochs": 5}},
+             "predictor": {"n_initial": 3, "n_candidates": 200, "batch_size": 2}}
     return cls(**small.get(name, {}))
 
 

@@ -39,7 +39,8 @@ class ArrayCodes:
         self.changeable = np.array([can_change(domain) for domain in self.domains], dtype=bool)
         for d in schema:
             if isinstance(d.domain, InputsDomain) and len(d.domain.candidates) > 52:
-                raise ConfigError(f"GPBayesOpt supports inputs decisions of at most 52 candidates; "
+                raise ConfigError(f"strategies that score arrays of candidates (bayesopt, predictor) support inputs decisions of "
+                                  f"at most 52 candidates; "
                                   f"{d.label!r} has {len(d.domain.candidates)}")
 
     def from_arch(self, arch: ArchDict) -> np.ndarray:
@@ -98,6 +99,17 @@ class ArrayCodes:
                 columns.append((k == np.arange(n) if isinstance(domain, CategoricalDomain)
                                 else (k >= 0) & ((k >> np.arange(n)) & 1 == 1)).astype(np.float64))
         return np.concatenate(columns, axis=1) if columns else np.zeros((len(codes), 0))
+
+
+def local_and_fresh(codes: ArrayCodes, parents: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` candidate code rows: half are mutations of ``parents`` in turn (a third of them
+    mutated twice), half fresh samples of the space (a local and a global search)."""
+    n_local = n // 2
+    local = codes.mutate(parents[np.arange(n_local) % len(parents)], rng)
+    again = rng.random(n_local) < 1 / 3
+    local[again] = codes.mutate(local[again], rng)
+    fresh = codes.repair(np.full((n - n_local, len(codes.schema)), np.nan), rng)
+    return np.concatenate([local, fresh])
 
 
 def _code(domain: Any, value: Any) -> float:

@@ -12,4 +12,5 @@ SPACES: Registry = Registry("space", {
     "enas_macro": "nasforge.spaces.enas:enas_macro",
     "enas_micro": "nasforge.spaces.enas:enas_micro",
     "proxyless": "nasforge.spaces.proxyless:proxyless",
+    "pnas": "nasforge.spaces.pnas:pnas",
 })

@@ -118,3 +118,30 @@ ENAS_MACRO_OPS: dict[str, OpFactory] = {
 def candidates(ops: dict[str, OpFactory], kit: ConvKit, channels: int, stride: int = 1) -> dict[str, Callable[[], nn.Module]]:
     """``arch.choice`` candidates: each op of a vocabulary as a factory of a fresh module."""
     return {name: (lambda f=f: f(kit, channels, stride)) for name, f in ops.items()}
+
+
+class FactorisedConv(nn.Sequential):
+    """PNAS's "1x7 followed by 7x1 convolution": ReLU, a 1xk and a kx1 convolution, batch norm.
+    On 1-D inputs the pair has one spatial axis: a k-wide convolution, then a 1-wide one."""
+
+    def __init__(self, kit: ConvKit, c: int, kernel: int, stride: int):
+        pad = kernel // 2
+        if kit.dims == 2:
+            first = kit.conv(c, c, (1, kernel), (1, stride), (0, pad), bias=False)
+            second = kit.conv(c, c, (kernel, 1), (stride, 1), (pad, 0), bias=False)
+        else:
+            first = kit.conv(c, c, kernel, stride, pad, bias=False)
+            second = kit.conv(c, c, 1, bias=False)
+        super().__init__(nn.ReLU(), first, second, kit.bn(c))
+
+
+PNAS_OPS: dict[str, OpFactory] = {  # Liu et al. 2018, section 3.1: the eight ops of a block
+    "identity": _skip,
+    "sep_conv_3x3": lambda kit, c, s: SepConv(kit, c, 3, s),
+    "sep_conv_5x5": lambda kit, c, s: SepConv(kit, c, 5, s),
+    "sep_conv_7x7": lambda kit, c, s: SepConv(kit, c, 7, s),
+    "avg_pool_3x3": lambda kit, c, s: kit.avg_pool(3, s, 1, count_include_pad=False),
+    "max_pool_3x3": lambda kit, c, s: _max_pool(kit)(3, s, 1),
+    "conv_1x7_7x1": lambda kit, c, s: FactorisedConv(kit, c, 7, s),
+    "dil_conv_3x3": lambda kit, c, s: DilConv(kit, c, 3, s, 2),
+}

@@ -11,6 +11,8 @@ _ASK_TELL = {
     "ppo": "nasforge.strategies.ppo:PPO",
     "evolution": "nasforge.strategies.evolution:RegularizedEvolution",
     "bayesopt": "nasforge.strategies.bayesopt:GPBayesOpt",
+    "pnas": "nasforge.strategies.progressive:ProgressiveSearch",
+    "predictor": "nasforge.strategies.predictor:PredictorGuided",
 }
 _ONE_SHOT = {  # supernet searches (nasforge.oneshot), which the study puts behind ask/tell itself
     "darts": "nasforge.oneshot.darts:Darts",

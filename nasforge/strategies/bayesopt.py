@@ -23,7 +23,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, Whi
 from threadpoolctl import ThreadpoolController
 
 from nasforge.errors import ConfigError
-from nasforge.space.codes import ArrayCodes
+from nasforge.space.codes import ArrayCodes, local_and_fresh
 from nasforge.space.encoding import Encoder
 from nasforge.space.schema import Schema
 from nasforge.strategies.base import rng_state, set_rng_state
@@ -255,13 +255,7 @@ class GPBayesOpt:
                 parents.append(self._c[rows[i]])
             if len(parents) == N_PARENTS:
                 break
-        n_local = self.n_candidates // 2
-        local = np.asarray(parents)[np.arange(n_local) % len(parents)]
-        local = self.codes.mutate(local, self.rng)
-        again = self.rng.random(n_local) < 1 / 3  # a third get a second mutation
-        local[again] = self.codes.mutate(local[again], self.rng)
-        fresh = self.codes.repair(np.full((self.n_candidates - n_local, len(self.schema)), np.nan), self.rng)
-        return np.concatenate([local, fresh])
+        return local_and_fresh(self.codes, np.asarray(parents), self.n_candidates, self.rng)
 
 
 def _kernel(n_scales: int) -> Kernel:

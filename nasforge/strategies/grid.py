@@ -1,14 +1,12 @@
 """Grid search over every combination of (optionally restricted) decision values."""
 from __future__ import annotations
 
-import itertools
-import math
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from nasforge.errors import ConfigError
-from nasforge.space.domains import FloatDomain, InputsDomain
+from nasforge.space.enumeration import NotEnumerable, completions, count, domain_values
 from nasforge.space.schema import Decision, Schema
 from nasforge.types import ArchDict, Result
 
@@ -39,55 +37,29 @@ class GridSearch:
             raise ConfigError(f"grid values for unknown decision(s) {', '.join(unknown)}; the space's decisions: {', '.join(schema.labels)}")
         self.options = {d.label: self._options(d) for d in schema}
         self.schema = schema
-        size = self._count(0, {})
+        size = self._count()
         if size > self.max_size:
             raise ConfigError(f"the grid has {size:.3g} points, more than max_size={self.max_size}; restrict decisions with 'values'")
-        self.points = list(self._points(0, {}))
+        self.points = list(completions(self.schema, self.options))
         if self.shuffle:
             rng.shuffle(self.points)  # type: ignore[arg-type]
         self.position = 0
 
-    def _options(self, d: Decision) -> list[Any]:
+    def _options(self, d: Decision) -> list[Any] | None:
         if d.label in self.values:
             bad = [v for v in self.values[d.label] if not d.domain.contains(v)]
             if bad:
                 raise ConfigError(f"grid values {bad} for {d.label!r} are outside its domain ({d.domain.describe()})")
             return self.values[d.label]
-        if isinstance(d.domain, FloatDomain):
-            return [None]  # checked lazily: only an error if the decision is ever active
-        if isinstance(d.domain, InputsDomain):
-            n, k = len(d.domain.candidates), d.domain.k
-            sizes = range(n + 1) if k is None else [k]
-            return [list(c) for r in sizes for c in itertools.combinations(d.domain.candidates, r)]
-        return d.domain.values()  # type: ignore[union-attr]
+        return domain_values(d)  # None for a float: an error only if the decision is ever active
 
-    def _count(self, i: int, values: dict[str, Any]) -> float:
-        """Grid size: branch only on decisions that condition others; the rest multiply."""
-        parents = {c.parent for d in self.schema for c in d.conditions}
-        total = 1.0
-        for j in range(i, len(self.schema.decisions)):
-            d = self.schema.decisions[j]
-            if not self.schema.is_active(d, values):
-                continue
-            opts = self.options[d.label]
-            if opts == [None]:
-                raise ConfigError(f"grid search needs a list of values for float decision {d.label!r} "
-                                  f"({d.domain.describe()}): set the strategy's values: {{{d.label}: [...]}}")
-            if d.label in parents:
-                return total * sum(self._count(j + 1, {**values, d.label: v}) for v in opts)
-            total *= len(opts)
-            if total > self.max_size:
-                return math.inf
-        return total
-
-    def _points(self, i: int, values: dict[str, Any]) -> Iterator[ArchDict]:
-        for j in range(i, len(self.schema.decisions)):
-            d = self.schema.decisions[j]
-            if self.schema.is_active(d, values):
-                for v in self.options[d.label]:
-                    yield from self._points(j + 1, {**values, d.label: v})
-                return
-        yield dict(values)
+    def _count(self) -> float:
+        try:
+            return count(self.schema, self.options, limit=self.max_size)
+        except NotEnumerable as exc:
+            raise ConfigError(f"grid search needs a list of values for float decision {exc.label!r} "
+                              f"({self.schema[exc.label].domain.describe()}): set the strategy's values: "
+                              f"{{{exc.label}: [...]}}") from None
 
     def ask(self) -> ArchDict | None:
         if self.position >= len(self.points):
