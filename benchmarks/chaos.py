@@ -31,6 +31,9 @@ SCENARIOS = {
                       "executor: pool\nworkers: 2\n",
     "ppo-batched": "strategy: {name: ppo, batch_size: 4}\ntrials: 12\nbudget: 3\n",
     "random-pool": "strategy: random\ntrials: 16\nbudget: 4\nexecutor: pool\nworkers: 2\n",
+    "pnas-batched": "strategy: {name: pnas, initial: 8, beam: 4, max_steps: 3, patience: null}\ntrials: 16\nbudget: 4\n",
+    "predictor-serial": "strategy: {name: predictor, n_initial: 6, n_candidates: 200, batch_size: 2}\ntrials: 12\n"
+                        "budget: 4\nexecutor: serial\n",
 }
 
 

@@ -7,7 +7,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from nasforge.errors import NasforgeError, visible
 
@@ -101,6 +101,8 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
         task = bar.add_task("search", total=max(total, done), completed=done, best="", eta="-:--:--")
         if study.one_shot:  # the supernet search comes first: a line per epoch, then the one trial
             study.on_oneshot_epoch = lambda entry: console.print(_epoch_line(entry))
+        reward = study.objective.constraint is not None  # the loss is minus MnasNet's reward
+        study.on_search_log = StepLines(console.print, "reward" if reward else metric, "max" if reward else study.objective.mode)
 
         def on_trial_end(st: Any, trial: Any) -> None:
             best = st.best
@@ -112,6 +114,34 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
 
         study.run(on_trial_end)
         bar.update(task, completed=bar.tasks[0].total)
+
+
+class StepLines:
+    """A line when a surrogate-guided strategy starts a step, and one when its results are in."""
+
+    def __init__(self, emit: Callable[[str], None], metric: str, mode: str):
+        self.emit, self.metric, self.sign = emit, metric, -1.0 if mode == "max" else 1.0
+        self.said: set[tuple[int, bool]] = set()
+
+    def __call__(self, log: list[dict[str, Any]]) -> None:
+        for entry in log:
+            step, complete = entry.get("step"), bool(entry.get("complete"))
+            if (step, complete) in self.said:
+                continue
+            self.said.add((step, complete))
+            if not complete:
+                if "candidates" in entry:  # a progressive step: its size and how many were ranked
+                    size = "".join(f"{k} {v}, " for k, v in entry.items() if k not in _STEP_KEYS)
+                    n, ranked = entry["trained"], entry["candidates"]
+                    self.emit(f"step {step}: {size}training " + (f"the best {n} of {ranked:,} ranked" if ranked > n else f"all {n}"))
+                continue
+            best = entry.get("best_loss")
+            text = f"best {safe(self.metric)} {self.sign * best:.4f}" if isinstance(best, (int, float)) else "no result"
+            rho = ", ".join(f"{n} {v:+.2f}" for n, v in (entry.get("spearman") or {}).items() if v is not None)
+            self.emit(f"step {step} done: {text}" + (f"; Spearman of predicted and measured: {rho}" if rho else ""))
+
+
+_STEP_KEYS = ("step", "candidates", "trained", "best_loss", "spearman", "complete")
 
 
 def _epoch_line(entry: dict[str, Any]) -> str:

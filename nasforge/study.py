@@ -62,6 +62,7 @@ class Study:
         self.strategy = Canonical(strategy, space.fill, walk=space.walk, repeats=repeats)
         self._search_first = getattr(strategy, "search_first", None)  # a one-shot search runs before the trials
         self.on_oneshot_epoch: Callable[[dict[str, Any]], None] | None = None  # told each epoch's record (the CLI)
+        self.on_search_log: Callable[[list[dict[str, Any]]], None] | None = None  # told the strategy's record as it changes
         self.scheduler = scheduler
         self.executor_factory = executor_factory
         self._set_up = False
@@ -133,7 +134,10 @@ class Study:
             self._saved_state = state
             search_log = getattr(self.strategy.inner, "search_log", None)
             if callable(search_log):
-                self.store.set_meta(SEARCH_LOG_KEY, search_log())
+                log = search_log()
+                self.store.set_meta(SEARCH_LOG_KEY, log)
+                if self.on_search_log is not None:
+                    self.on_search_log(log)
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, on_trial_end: TrialCallback | None = None) -> "Study":

@@ -11,13 +11,13 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from nasforge.errors import ConfigError
 from nasforge.predictors.base import standardise
 from nasforge.predictors.folds import member_rows
 from nasforge.predictors.tokens import Tokens
 from nasforge.space.schema import Schema
+from nasforge.train.state import torch_threads
 from nasforge.types import ArchDict
 
 
@@ -31,9 +31,8 @@ class _Reader(nn.Module):
 
     def forward(self, ids: torch.Tensor, numbers: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embed(ids) + self.number(numbers.unsqueeze(-1))
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.lstm(packed)
-        return self.head(h[-1]).squeeze(-1)
+        out, _ = self.lstm(x)  # padding comes after each sequence: the state at its last token is its own
+        return self.head(out[torch.arange(len(ids)), lengths - 1]).squeeze(-1)
 
 
 class LstmEnsemble:
@@ -61,7 +60,7 @@ class LstmEnsemble:
         ids, numbers, lengths = self.tokens.batch(archs)
         target = torch.as_tensor(z, dtype=torch.float32)
         self.nets = []
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch_threads(1):
             for m, rows in enumerate(member_rows(len(archs), self.members, seed)):
                 torch.manual_seed(seed + m)
                 net = _Reader(self.tokens.size, self.embed, self.hidden)
@@ -81,7 +80,7 @@ class LstmEnsemble:
 
     def predict_members(self, archs: Sequence[ArchDict]) -> np.ndarray:
         out = np.empty((len(self.nets), len(archs)))
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(1):
             for start in range(0, len(archs), 4096):
                 ids, numbers, lengths = self.tokens.batch(archs[start: start + 4096])
                 for m, net in enumerate(self.nets):

@@ -16,6 +16,7 @@ from sklearn.neural_network import MLPRegressor
 from nasforge.errors import ConfigError
 from nasforge.predictors.base import standardise
 from nasforge.predictors.folds import member_rows
+from nasforge.space.blas import one_blas_thread
 from nasforge.space.encoding import Encoder
 from nasforge.space.schema import Schema
 from nasforge.types import ArchDict
@@ -42,10 +43,11 @@ class MlpEnsemble:
         for m, rows in enumerate(member_rows(len(archs), self.members, seed)):
             model = MLPRegressor(hidden_layer_sizes=(self.hidden, self.hidden), alpha=self.alpha, learning_rate_init=0.01,
                                  max_iter=self.epochs, random_state=seed + m)
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), one_blas_thread():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 self.models.append(model.fit(x[rows], z[rows]))
 
     def predict_members(self, archs: Sequence[ArchDict]) -> np.ndarray:
         x = self.encoder.encode_many(archs)
-        return np.stack([model.predict(x) for model in self.models])
+        with one_blas_thread():
+            return np.stack([model.predict(x) for model in self.models])

@@ -39,15 +39,16 @@ class Tokens:
             for value in _token_values(d):
                 self.vocab.setdefault((role(d.label), value), len(self.vocab) + 2)
         self.size = len(self.vocab) + 2
+        self.kept = {d.label for d in self.decisions}
+        self.roles = {d.label: role(d.label) for d in self.decisions}
 
     def encode(self, arch: ArchDict) -> tuple[list[int], list[float]]:
         ids: list[int] = []
         numbers: list[float] = []
-        active = {d.label for d in self.schema.active(arch)}
-        for d in self.decisions:
-            if d.label not in active or d.label not in arch:
+        for d in self.schema.active(arch):
+            if d.label not in self.kept or d.label not in arch:
                 continue
-            r = role(d.label)
+            r = self.roles[d.label]
             for value, number in _tokens_of(d, arch[d.label]):
                 ids.append(self.vocab.get((r, value), UNKNOWN))
                 numbers.append(number)

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from nasforge.errors import StoreError
 from nasforge.report.leaderboard import arch_summary, metric_columns, ranked
 from nasforge.report.oneshot import oneshot_section
+from nasforge.report.search_log import search_log_section
 from nasforge.report.pareto import PARETO_META_KEY, pareto_metrics, pareto_trials
 from nasforge.store.base import Trial
 from nasforge.store.sqlite import SQLiteStore
@@ -30,6 +31,7 @@ from nasforge.types import finite
 
 REPORT_NAME = "report.html"
 ONESHOT_RECORD = "oneshot"  # nasforge.study.ONESHOT_KEY (the report imports nothing heavy)
+SEARCH_LOG_RECORD = "search_log"  # nasforge.study.SEARCH_LOG_KEY
 LEADERBOARD_TOP = 20
 CURVES_TOP = 5
 
@@ -91,6 +93,7 @@ def render_report(store: SQLiteStore, directory: Path) -> str:
                             or '<p class="muted">No trial has a result to plot yet.</p>'),
         _pareto(trials, objective, store.get_meta(PARETO_META_KEY)),
         oneshot_section(store.get_meta(ONESHOT_RECORD), _figure, _fmt),
+        search_log_section(store.get_meta(SEARCH_LOG_RECORD), objective, _fmt),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>nasforge report: {escape(str(directory))}</title><style>{_STYLE}</style></head>\n<body>\n"

@@ -20,11 +20,11 @@ from scipy.special import (
 )
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
-from threadpoolctl import ThreadpoolController
 
 from nasforge.errors import ConfigError
 from nasforge.space.codes import ArrayCodes, local_and_fresh
 from nasforge.space.encoding import Encoder
+from nasforge.space.blas import one_blas_thread
 from nasforge.space.schema import Schema
 from nasforge.strategies.base import rng_state, set_rng_state
 from nasforge.types import ArchDict, Result, arch_key
@@ -35,14 +35,6 @@ HYPER_POINTS = 100
 """Kernel hyperparameters are optimised on at most this many observations."""
 REFIT_ITERATIONS = 20
 """L-BFGS-B iterations of a warm-started hyperparameter refit (twice as many from scratch)."""
-_THREADPOOLS: list[ThreadpoolController] = []
-
-
-def _one_blas_thread() -> Any:
-    """GP matrices here are small (<= max_points): threaded BLAS only adds overhead (3x on 2 cores)."""
-    if not _THREADPOOLS:
-        _THREADPOOLS.append(ThreadpoolController())
-    return _THREADPOOLS[0].limit(limits=1, user_api="blas")
 
 
 def expected_improvement(mu: np.ndarray, sigma: np.ndarray, best: float, xi: float = 0.01) -> np.ndarray:
@@ -202,7 +194,7 @@ class GPBayesOpt:
             return []
         rows, y = self._training_set(budget)
         codes = self._candidates(rows, y)
-        with _one_blas_thread():
+        with one_blas_thread():  # GP matrices here are small (<= max_points)
             gp = self._fit(np.asarray([self._x[i] for i in rows]), y, budget)
             mu, sigma = gp.predict(self.codes.encode(codes), return_std=True)
         ei = expected_improvement(mu, sigma, float(y.min()), self.xi)

@@ -20,7 +20,9 @@ N_PARENTS = 5
 
 
 class PredictorGuided:
-    """Random asks first; then, per round, ``n_candidates`` candidates (half mutations of the
+    """Predictor-guided search: a surrogate ranks many candidates, the best few are trained.
+
+    Random asks first; then, per round, ``n_candidates`` candidates (half mutations of the
     best architectures trained, half fresh samples) ranked by the surrogate's predicted loss
     minus ``explore`` times its ensemble's spread, and the best ``batch_size`` unseen ones
     trained. The surrogate is refitted on every result of the modelled budget after each round.
@@ -123,9 +125,10 @@ class PredictorGuided:
         out = []
         for i, r in enumerate(self.rounds):
             measured = [m for m in r["measured"] if m is not None]
+            complete = i < len(self.rounds) - 1 or not any(k in self.where for k in r["keys"])
             entry: dict[str, Any] = {"step": i + 1, "trained": len(r["keys"]),
-                                     "best_loss": min(measured) if measured else None}
-            if len(measured) == len(r["keys"]):
+                                     "best_loss": min(measured) if measured else None, "complete": complete}
+            if complete:
                 entry["spearman"] = correlations(r["predicted"], r["measured"])
             out.append(entry)
         return out

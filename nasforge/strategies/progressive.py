@@ -26,6 +26,8 @@ from nasforge.types import ArchDict, Result, arch_key
 
 MAX_INITIAL = 512
 """Step 1 trains every smallest architecture up to this many; a sample of this many beyond it."""
+MAX_LISTED = 100_000
+"""Expansions of one architecture are listed (and subsampled) up to this many; sampled beyond it."""
 
 
 def _int_arg(name: str, value: Any, low: int, none: bool = False) -> None:
@@ -55,13 +57,13 @@ class ProgressiveSearch:
         compare_surrogates: also fit the other surrogate and record how it would have ranked each
             step's architectures (it chooses nothing).
         max_candidates: the most expansions ranked per step (beyond it, each architecture is
-            expanded into a random sample of an equal share).
+            expanded into a random subset of an equal share).
         grow: the decision grown (None: the first int decision others depend on).
     """
 
     def __init__(self, beam: int = 8, initial: int | None = None, max_steps: int | None = None,
                  patience: int | None = 1, surrogate: str = "lstm", surrogate_args: Mapping[str, Any] | None = None,
-                 compare_surrogates: bool = True, max_candidates: int = 20_000, grow: str | None = None):
+                 compare_surrogates: bool = True, max_candidates: int = 50_000, grow: str | None = None):
         _int_arg("beam", beam, 1)
         _int_arg("initial", initial, 1, none=True)
         _int_arg("max_steps", max_steps, 1, none=True)
@@ -157,12 +159,7 @@ class ProgressiveSearch:
         return all(b >= before for b in best[-self.patience:])
 
     def _smallest(self, size: int) -> list[ArchDict]:
-        fixed = {self.grow: size}
-        limit = self.initial or MAX_INITIAL
-        listed = self._complete(fixed, limit)
-        if listed is not None:
-            return listed
-        return self._sample(fixed, limit, set())
+        return self._grown({self.grow: size}, self.initial or MAX_INITIAL, set())
 
     def _expansions(self, size: int) -> list[ArchDict]:
         parents = self.steps[-1]["archs"]
@@ -170,24 +167,24 @@ class ProgressiveSearch:
         seen = set(self.where)
         out: list[ArchDict] = []
         for parent in parents:
-            fixed = {**parent, self.grow: size}
-            children = self._complete(fixed, share)
-            for child in children if children is not None else self._sample(fixed, share, seen):
-                key = arch_key(child)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(child)
+            for child in self._grown({**parent, self.grow: size}, share, seen):
+                seen.add(arch_key(child))
+                out.append(child)
         return out
 
-    def _complete(self, fixed: ArchDict, limit: int) -> list[ArchDict] | None:
-        """Every completion of ``fixed``, or None when there are more than ``limit``."""
+    def _grown(self, fixed: ArchDict, n: int, seen: set[str]) -> list[ArchDict]:
+        """Up to ``n`` unseen completions of ``fixed``: all of them where there are no more, a
+        random subset of the listed ones where there are, random samples where they are too many
+        to list (or a float decision is among them)."""
         try:
-            n = count(self.schema, self.options, fixed, limit=limit)
+            listed = count(self.schema, self.options, fixed, limit=MAX_LISTED) <= MAX_LISTED
         except NotEnumerable:
-            return None
-        return list(completions(self.schema, self.options, fixed)) if n <= limit else None
-
-    def _sample(self, fixed: ArchDict, n: int, seen: set[str]) -> list[ArchDict]:
+            listed = False
+        if listed:
+            fresh = [a for a in completions(self.schema, self.options, fixed) if arch_key(a) not in seen]
+            if len(fresh) <= n:
+                return fresh
+            return [fresh[i] for i in sorted(self.rng.choice(len(fresh), size=n, replace=False))]
         out: dict[str, ArchDict] = {}
         for _ in range(3 * n):
             arch = self.schema.repair(fixed, self.rng)
@@ -220,7 +217,7 @@ class ProgressiveSearch:
             measured = [m for m in s["measured"] if m is not None]
             complete = all(s["told"])
             entry = {"step": i + 1, self.grow: s["size"], "candidates": s["candidates"], "trained": len(s["keys"]),
-                     "best_loss": min(measured) if measured else None}
+                     "best_loss": min(measured) if measured else None, "complete": complete}
             if complete and s["predicted"]:
                 pairs = [(j, m) for j, m in enumerate(s["measured"]) if m is not None]
                 entry["spearman"] = correlations(
