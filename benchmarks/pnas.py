@@ -3,6 +3,7 @@ of trained architectures, and its surrogates' rank correlations per step.
 
     python benchmarks/pnas.py compare --dataset mnist1d --seeds 5
     python benchmarks/pnas.py compare --dataset mnist5k --seeds 5
+    python benchmarks/pnas.py noise --dataset mnist1d      # how much one cell's result varies with its seed
 
 Per seed, a PNAS study (every one-block cell, then ``--beam`` cells per step up to
 ``--blocks`` blocks, always all steps) and a random-search study trained as many architectures
@@ -93,6 +94,36 @@ def compare(args: argparse.Namespace) -> None:
         print(f"{k + 1:>5} {cells[0]:>14} {cells[1]:>14}")
 
 
+def noise(args: argparse.Namespace) -> None:
+    """Random cells, each trained with several seeds: the spread of one cell's validation
+    accuracy against the spread between cells, at the budget the comparison uses."""
+    import numpy as np
+
+    from nasforge.datasets import load_dataset
+    from nasforge.space import Space
+    from nasforge.spaces.pnas import pnas
+    from nasforge.train.state import seed_torch
+    from nasforge.train.trainer import SupervisedTrainer
+
+    data = load_dataset(args.dataset)
+    space = Space(pnas, {"input_shape": data.input_shape, "n_out": data.n_out, **space_args(args.dataset, args.blocks)})
+    rng = np.random.default_rng(0)
+    within, means = [], []
+    for cell in range(args.cells):
+        arch = space.schema.sample(rng)
+        scores = []
+        for seed in range(args.repeats):
+            seed_torch(1000 * cell + seed)
+            scores.append(SupervisedTrainer(**TRAINER)(space.build(arch), data, args.budget, None)["val_accuracy"])
+        within.append(statistics.stdev(scores))
+        means.append(statistics.fmean(scores))
+        print(f"cell {cell} ({arch['blocks']} block(s)): val_accuracy {statistics.fmean(scores):.4f} "
+              f"+- {statistics.stdev(scores):.4f} over {args.repeats} seeds", flush=True)
+    print(f"\n{args.dataset}, {args.budget:g} epoch(s): a cell's seed-to-seed standard deviation "
+          f"{statistics.fmean(within):.4f} (mean over {args.cells} cells); between the cells' means "
+          f"{statistics.stdev(means):.4f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,8 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--beam", type=int, default=8)
     c.add_argument("--blocks", type=int, default=3)
     c.add_argument("--workers", type=int, default=2)
+    n = sub.add_parser("noise", help="one cell trained with several seeds, against the spread between cells")
+    n.add_argument("--dataset", default="mnist1d", choices=["mnist1d", "mnist5k"])
+    n.add_argument("--budget", type=float, default=1.0)
+    n.add_argument("--blocks", type=int, default=3)
+    n.add_argument("--cells", type=int, default=4)
+    n.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    compare(args)
+    compare(args) if args.command == "compare" else noise(args)
     return 0
 
 

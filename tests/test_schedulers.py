@@ -106,6 +106,9 @@ STRATEGY_SPECS = {
     "evolution": {"name": "evolution", "args": {"population_size": 4, "sample_size": 2}},
     "reinforce": {"name": "reinforce", "args": {"batch_size": 3}},
     "ppo": {"name": "ppo", "args": {"batch_size": 3, "epochs": 2}},
+    "pnas": {"name": "pnas", "args": {"initial": 5, "beam": 3, "patience": None,
+                                      "surrogate_args": {"members": 2, "epochs": 5}}},
+    "predictor": {"name": "predictor", "args": {"n_initial": 3, "n_candidates": 100, "batch_size": 2}},
 }
 SCHEDULER_ARGS = {"full": {}, "successive_halving": {"eta": 2}, "hyperband": {"eta": 3}, "asha": {"eta": 3}}
 
