@@ -181,12 +181,19 @@ def create_study(cfg: StudyConfig, directory: Path | None = None, objects: Objec
     rebuild the study (``nasforge resume``), else the reason why not."""
     directory = Path(directory or cfg.out or default_out_dir(cfg))
     _check_new_study_directory(directory)
+    created = not directory.exists()
     lock = StudyLock(directory).acquire()  # before anything is written: a concurrent search loses cleanly
     try:
         if (directory / DB_NAME).exists() and SQLiteStore(directory).count() > 0:  # ours to open: the lock is held
             raise ConfigError(f"{str(directory)!r} already holds a study; continue it with `nasforge resume {directory}` "
                               f"or choose another --out")
         study = build_study(cfg, directory, objects, lock)
+        try:
+            study.prepare()  # the strategy meets the space's schema: a refusal comes now, before anything is recorded
+        except ConfigError:
+            study.store.close()
+            _remove_new_study(directory, created)
+            raise
         study.store.set_meta("config", cfg.model_dump(mode="json"))
         study.store.set_meta("module_dirs", _user_module_dirs(cfg))
         study.store.set_meta("resumable", resumable)
@@ -195,6 +202,16 @@ def create_study(cfg: StudyConfig, directory: Path | None = None, objects: Objec
         lock.release()
         raise
     return study
+
+
+def _remove_new_study(directory: Path, created: bool) -> None:
+    """Undo a study refused at its start: the files it wrote (the directory too, if it made it),
+    so that the same --out works for the corrected config."""
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+        (directory / name).unlink(missing_ok=True)
+    if created:
+        import shutil
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _check_new_study_directory(directory: Path) -> None:

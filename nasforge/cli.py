@@ -102,7 +102,8 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
         if study.one_shot:  # the supernet search comes first: a line per epoch, then the one trial
             study.on_oneshot_epoch = lambda entry: console.print(_epoch_line(entry))
         reward = study.objective.constraint is not None  # the loss is minus MnasNet's reward
-        study.on_search_log = StepLines(console.print, "reward" if reward else metric, "max" if reward else study.objective.mode)
+        study.on_search_log = StepLines(console.print, "reward" if reward else metric, "max" if reward else study.objective.mode,
+                                        study.max_trials)
 
         def on_trial_end(st: Any, trial: Any) -> None:
             best = st.best
@@ -119,8 +120,9 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
 class StepLines:
     """A line when a surrogate-guided strategy starts a step, and one when its results are in."""
 
-    def __init__(self, emit: Callable[[str], None], metric: str, mode: str):
+    def __init__(self, emit: Callable[[str], None], metric: str, mode: str, max_trials: int | None = None):
         self.emit, self.metric, self.sign = emit, metric, -1.0 if mode == "max" else 1.0
+        self.max_trials = max_trials
         self.said: set[tuple[int, bool]] = set()
 
     def __call__(self, log: list[dict[str, Any]]) -> None:
@@ -130,10 +132,16 @@ class StepLines:
                 continue
             self.said.add((step, complete))
             if not complete:
-                if "candidates" in entry:  # a progressive step: its size and how many were ranked
+                if "picked" in entry:  # a progressive step: its size and how its architectures were picked
                     size = "".join(f"{k} {v}, " for k, v in entry.items() if k not in _STEP_KEYS)
-                    n, ranked = entry["trained"], entry["candidates"]
-                    self.emit(f"step {step}: {size}training " + (f"the best {n} of {ranked:,} ranked" if ranked > n else f"all {n}"))
+                    n, of = entry["trained"], entry.get("candidates")
+                    how = {"all": f"all {n}", "sampled": f"a random {n} of {f'{of:,}' if of else 'too many to list'}",
+                           "ranked": f"the best {n} of {of:,} ranked"}.get(entry["picked"], str(n))
+                    self.emit(f"step {step}: {size}training {how}")
+                    if step == 1 and self.max_trials is not None and n > self.max_trials:
+                        self.emit(f"[yellow]note:[/] step 1 alone trains {n} architectures and the study stops after "
+                                  f"trials: {self.max_trials}, so no architecture will be grown; set the strategy's "
+                                  f"`initial` (how many smallest architectures to train first) or raise `trials`")
                 continue
             best = entry.get("best_loss")
             text = f"best {safe(self.metric)} {self.sign * best:.4f}" if isinstance(best, (int, float)) else "no result"
@@ -141,7 +149,7 @@ class StepLines:
             self.emit(f"step {step} done: {text}" + (f"; Spearman of predicted and measured: {rho}" if rho else ""))
 
 
-_STEP_KEYS = ("step", "candidates", "trained", "best_loss", "spearman", "complete")
+_STEP_KEYS = ("step", "candidates", "trained", "best_loss", "spearman", "complete", "picked")
 
 
 def _epoch_line(entry: dict[str, Any]) -> str:
@@ -192,6 +200,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if study.one_shot:
         _console().print("the one-shot search's derived architecture was retrained from scratch as trial 0 "
                          "(`nasforge report` shows the search's epochs)")
+    elif study.strategy.finished and count < cfg.trials:
+        _console().print(f"the search ended after {count} of {cfg.trials} trials: the strategy has nothing more "
+                         f"to propose (a grid or a small space drawn to its end, PNAS's last step or a step without "
+                         f"improvement)")
     elif study.strategy.exhausted and count < cfg.trials:
         _console().print(f"the search ended after {count} of {cfg.trials} trials: the strategy had no new architecture "
                          f"to propose (each is evaluated once; `repeats: true` evaluates repeats)")

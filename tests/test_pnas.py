@@ -252,6 +252,26 @@ def test_the_command_line_says_each_step_and_its_rank_correlations(tmp_path, cap
                       "objective: {metric: val_accuracy}\n")
     assert main(["search", str(config), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "step 1: depth 1, training all 6" in out
+    assert "step 1: depth 1, training a random 6 of 297" in out
     assert "step 2: depth 2, training the best 3 of" in out
     assert "step 2 done: best val_accuracy" in out and "Spearman of predicted and measured: lstm" in out
+
+
+def test_a_refused_strategy_leaves_no_study_behind_and_the_fixed_config_runs_there(tmp_path, capsys):
+    from nasforge.cli import main
+    out = tmp_path / "study"
+    config = tmp_path / "c.yaml"
+    config.write_text("space: {name: nb201, args: {materialize: false}}\ndataset: none\n"
+                      "evaluator: {name: 'nasforge.train.tabular:NB201Lookup'}\nstrategy: pnas\ntrials: 3\nbudget: 12\n")
+    assert main(["search", str(config), "--out", str(out), "--quiet"]) == 2
+    assert "'edge_1_0'" in capsys.readouterr().err and not out.exists()
+    nb201_lookup()
+    config.write_text(config.read_text().replace("strategy: pnas", "strategy: predictor"))
+    assert main(["search", str(config), "--out", str(out), "--quiet"]) == 0
+
+
+def test_the_command_line_warns_when_step_1_alone_outnumbers_the_trials(tmp_path, capsys):
+    from nasforge.cli import main
+    assert main(["search", "--strategy", "pnas", "--trials", "3", "--budget", "1", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "step 1: depth 1, training all 297" in out and "no architecture will be grown; set the strategy's" in out

@@ -3,6 +3,7 @@ compared: both predict the architectures the guide picks, and the study records 
 ranked them once they are trained."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -16,10 +17,14 @@ from nasforge.types import ArchDict
 
 def make_surrogate(name: Any, args: Mapping[str, Any] | None) -> Surrogate:
     cls = SURROGATES.get(name)
-    try:
-        return cls(**dict(args or {}))
-    except TypeError as exc:
-        raise ConfigError(f"Invalid surrogate_args for the {name!r} surrogate: {exc}") from None
+    if args is not None and not isinstance(args, Mapping):
+        raise ConfigError(f"Invalid surrogate_args: {args!r} (must be a mapping of argument -> value)")
+    allowed = [p for p in inspect.signature(cls).parameters]
+    unknown = [k for k in (args or {}) if k not in allowed]
+    if unknown:
+        raise ConfigError(f"surrogate_args: the {name!r} surrogate has no argument(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(allowed)}")
+    return cls(**dict(args or {}))
 
 
 class SurrogatePair:

@@ -37,6 +37,7 @@ class Canonical:
         self.waiting: dict[str, int] = {}  # repeats of a running evaluation, told when it ends
         self.min_pending = 1  # the executor's real parallelism: below it, always ready
         self.exhausted = False  # the strategy had nothing new to propose (a finished grid, only repeats)
+        self.finished = False  # the strategy said so itself (ask returned None): a grid's end, PNAS's last step
 
     def setup(self, schema: Schema, rng: np.random.Generator) -> None:
         inner_rng, self.rng = rng.spawn(2)
@@ -55,7 +56,7 @@ class Canonical:
         for _ in range(self.max_repeats):
             proposal = self.inner.ask()
             if proposal is None:
-                self.exhausted = True
+                self.exhausted = self.finished = True
                 return None
             arch, error = self.fill(proposal, self.rng)
             self.rejected += error is not None

@@ -47,8 +47,10 @@ class PredictorGuided:
                 raise ConfigError(f"Invalid {name}: {value!r} (must be an int >= {low})")
         if isinstance(explore, bool) or not isinstance(explore, (int, float)) or not explore >= 0:
             raise ConfigError(f"Invalid explore: {explore!r} (must be a number >= 0)")
+        if not isinstance(compare_surrogates, bool):
+            raise ConfigError(f"Invalid compare_surrogates: {compare_surrogates!r} (must be true or false)")
         self.n_initial, self.n_candidates, self.batch_size, self.explore = n_initial, n_candidates, batch_size, float(explore)
-        self.pair = SurrogatePair(surrogate, surrogate_args, bool(compare_surrogates))
+        self.pair = SurrogatePair(surrogate, surrogate_args, compare_surrogates)
 
     def setup(self, schema: Schema, rng: np.random.Generator) -> None:
         self.schema, self.rng = schema, rng

@@ -44,7 +44,7 @@ def growable(schema: Schema) -> list[str]:
 
 
 class ProgressiveSearch:
-    """PNAS's progressive search with a surrogate-ranked beam.
+    """PNAS: grows an int decision others depend on (blocks, depth), a surrogate-ranked beam a step.
 
     Args:
         beam: architectures trained per step after the first (K; the chapter says 2, the paper
@@ -69,9 +69,11 @@ class ProgressiveSearch:
         _int_arg("max_steps", max_steps, 1, none=True)
         _int_arg("patience", patience, 1, none=True)
         _int_arg("max_candidates", max_candidates, 1)
+        if not isinstance(compare_surrogates, bool):
+            raise ConfigError(f"Invalid compare_surrogates: {compare_surrogates!r} (must be true or false)")
         self.beam, self.initial, self.max_steps, self.patience = beam, initial, max_steps, patience
         self.max_candidates, self.grow_label = max_candidates, grow
-        self.pair = SurrogatePair(surrogate, surrogate_args, bool(compare_surrogates))
+        self.pair = SurrogatePair(surrogate, surrogate_args, compare_surrogates)
 
     # -- set-up -----------------------------------------------------------------------------------
     def setup(self, schema: Schema, rng: np.random.Generator) -> None:
@@ -90,9 +92,12 @@ class ProgressiveSearch:
                                   f"others depend on; this space's are: {', '.join(map(repr, labels)) or 'none'}")
             return self.grow_label
         if not labels:
+            single = [d.label for d in schema if isinstance(d.domain, IntDomain) and d.domain.size == 1]
+            hint = f" ({single[0]!r} has a single value: nothing to grow)" if single else ""
             raise ConfigError(f"strategy 'pnas' grows an int decision that other decisions depend on (a cell's "
                               f"blocks, an MLP's depth); none of this space's decisions "
-                              f"({', '.join(map(repr, schema.labels))}) is one; strategy 'predictor' searches any space")
+                              f"({', '.join(map(repr, schema.labels))}) is one{hint}; strategy 'predictor' "
+                              f"searches any space")
         return labels[0]
 
     def _reset(self) -> None:
@@ -124,7 +129,7 @@ class ProgressiveSearch:
         place = self.where.get(arch_key(arch))
         if place is not None:
             step = self.steps[place[0]]
-            if step["measured"][place[1]] is None and not step["told"][place[1]]:
+            if not step["told"][place[1]]:  # the first result counts (a repeat's is the same architecture's)
                 step["measured"][place[1]], step["told"][place[1]] = loss, True
 
     # -- steps ------------------------------------------------------------------------------------
@@ -134,16 +139,18 @@ class ProgressiveSearch:
             return
         size = self.sizes[len(self.steps)]
         if not self.steps:
-            candidates, picks, predicted = self._smallest(size), None, {}
+            picks, total = self._grown({self.grow: size}, self.initial or MAX_INITIAL, set())
+            predicted: dict[str, list[float]] = {}
+            picked, candidates = ("all" if total == len(picks) else "sampled"), total
         else:
-            candidates = self._expansions(size)
-            picks, predicted = self._rank(candidates)
-        picks = candidates if picks is None else picks
+            expansions = self._expansions(size)
+            picks, predicted = self._rank(expansions)
+            picked, candidates = "ranked", len(expansions)
         if not picks:
             self.done = True
             return
         index = len(self.steps)
-        self.steps.append({"size": size, "candidates": len(candidates), "keys": [arch_key(a) for a in picks],
+        self.steps.append({"size": size, "candidates": candidates, "picked": picked, "keys": [arch_key(a) for a in picks],
                            "archs": picks, "predicted": predicted, "measured": [None] * len(picks),
                            "told": [False] * len(picks)})
         for position, arch in enumerate(picks):
@@ -158,24 +165,21 @@ class ProgressiveSearch:
         before = min(best[: -self.patience])
         return all(b >= before for b in best[-self.patience:])
 
-    def _smallest(self, size: int) -> list[ArchDict]:
-        return self._grown({self.grow: size}, self.initial or MAX_INITIAL, set())
-
     def _expansions(self, size: int) -> list[ArchDict]:
         parents = self.steps[-1]["archs"]
         share = max(1, self.max_candidates // len(parents))
         seen = set(self.where)
         out: list[ArchDict] = []
         for parent in parents:
-            for child in self._grown({**parent, self.grow: size}, share, seen):
+            for child in self._grown({**parent, self.grow: size}, share, seen)[0]:
                 seen.add(arch_key(child))
                 out.append(child)
         return out
 
-    def _grown(self, fixed: ArchDict, n: int, seen: set[str]) -> list[ArchDict]:
-        """Up to ``n`` unseen completions of ``fixed``: all of them where there are no more, a
-        random subset of the listed ones where there are, random samples where they are too many
-        to list (or a float decision is among them)."""
+    def _grown(self, fixed: ArchDict, n: int, seen: set[str]) -> tuple[list[ArchDict], int | None]:
+        """Up to ``n`` unseen completions of ``fixed`` and how many there are (None: too many to
+        list, or a float decision among them): all of them where there are no more, a random
+        subset of the listed ones where there are, random samples where they cannot be listed."""
         try:
             listed = count(self.schema, self.options, fixed, limit=MAX_LISTED) <= MAX_LISTED
         except NotEnumerable:
@@ -183,8 +187,8 @@ class ProgressiveSearch:
         if listed:
             fresh = [a for a in completions(self.schema, self.options, fixed) if arch_key(a) not in seen]
             if len(fresh) <= n:
-                return fresh
-            return [fresh[i] for i in sorted(self.rng.choice(len(fresh), size=n, replace=False))]
+                return fresh, len(fresh)
+            return [fresh[i] for i in sorted(self.rng.choice(len(fresh), size=n, replace=False))], len(fresh)
         out: dict[str, ArchDict] = {}
         for _ in range(3 * n):
             arch = self.schema.repair(fixed, self.rng)
@@ -193,7 +197,7 @@ class ProgressiveSearch:
                 out.setdefault(key, arch)
                 if len(out) == n:
                     break
-        return list(out.values())
+        return list(out.values()), None
 
     def _rank(self, candidates: list[ArchDict]) -> tuple[list[ArchDict], dict[str, list[float]]]:
         """The best ``beam`` candidates by the surrogate (random ones before it can be fitted),
@@ -216,7 +220,8 @@ class ProgressiveSearch:
         for i, s in enumerate(self.steps):
             measured = [m for m in s["measured"] if m is not None]
             complete = all(s["told"])
-            entry = {"step": i + 1, self.grow: s["size"], "candidates": s["candidates"], "trained": len(s["keys"]),
+            entry = {"step": i + 1, self.grow: s["size"], "picked": s.get("picked", "ranked" if i else "all"),
+                     "candidates": s["candidates"], "trained": len(s["keys"]),
                      "best_loss": min(measured) if measured else None, "complete": complete}
             if complete and s["predicted"]:
                 pairs = [(j, m) for j, m in enumerate(s["measured"]) if m is not None]
