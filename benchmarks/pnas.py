@@ -114,7 +114,7 @@ def noise(args: argparse.Namespace) -> None:
         scores = []
         for seed in range(args.repeats):
             seed_torch(1000 * cell + seed)
-            scores.append(SupervisedTrainer(**TRAINER)(space.build(arch), data, args.budget, None)["val_accuracy"])
+            scores.append(SupervisedTrainer(**TRAINER)(space.build(arch), data, args.budget, None).metrics["val_accuracy"])
         within.append(statistics.stdev(scores))
         means.append(statistics.fmean(scores))
         print(f"cell {cell} ({arch['blocks']} block(s)): val_accuracy {statistics.fmean(scores):.4f} "
