@@ -35,7 +35,7 @@ import numpy as np
 
 from nasforge.space.protocol import SpaceWalk
 from nasforge.space.schema import Schema
-from nasforge.types import ArchDict, Result
+from nasforge.types import ArchDict, Result, arch_key
 
 
 @runtime_checkable
@@ -57,9 +57,18 @@ def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
 
 
 
+def unseen_sample(schema: Schema, rng: np.random.Generator, seen: set[str], tries: int = 100) -> ArchDict:
+    """A random architecture whose key is not in ``seen`` (a repeat only when ``tries`` samples all were)."""
+    for _ in range(tries):
+        arch = schema.sample(rng)
+        if arch_key(arch) not in seen:
+            break
+    return arch
+
+
 def is_ready(strategy: Strategy) -> bool:
     ready = getattr(strategy, "ready", None)
     return bool(ready()) if callable(ready) else True
 
 
-__all__ = ["Strategy", "SpaceWalk", "rng_state", "set_rng_state", "is_ready"]
+__all__ = ["Strategy", "SpaceWalk", "rng_state", "set_rng_state", "is_ready", "unseen_sample"]

@@ -26,7 +26,7 @@ from nasforge.space.codes import ArrayCodes, local_and_fresh
 from nasforge.space.encoding import Encoder
 from nasforge.space.blas import one_blas_thread
 from nasforge.space.schema import Schema
-from nasforge.strategies.base import rng_state, set_rng_state
+from nasforge.strategies.base import rng_state, set_rng_state, unseen_sample
 from nasforge.types import ArchDict, Result, arch_key
 
 N_PARENTS = 5
@@ -171,13 +171,8 @@ class GPBayesOpt:
 
     # -- model step -------------------------------------------------------------------------------
 
-    def _random(self, tries: int = 100) -> ArchDict:
-        """A random architecture not seen before (a repeat only when ``tries`` samples all were)."""
-        for _ in range(tries):
-            arch = self.schema.sample(self.rng)
-            if arch_key(arch) not in self._seen:
-                break
-        return arch
+    def _random(self) -> ArchDict:
+        return unseen_sample(self.schema, self.rng, self._seen)
 
     def _model_budget(self) -> float | None:
         counts: dict[float, int] = {}

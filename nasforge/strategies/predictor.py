@@ -12,7 +12,7 @@ from nasforge.predictors.observations import Observations
 from nasforge.predictors.pair import SurrogatePair, correlations
 from nasforge.space.codes import ArrayCodes, local_and_fresh
 from nasforge.space.schema import Schema
-from nasforge.strategies.base import rng_state, set_rng_state
+from nasforge.strategies.base import rng_state, set_rng_state, unseen_sample
 from nasforge.types import ArchDict, Result, arch_key
 
 N_PARENTS = 5
@@ -86,12 +86,8 @@ class PredictorGuided:
         if place is not None:
             self.rounds[place[0]]["measured"][place[1]] = loss
 
-    def _random(self, tries: int = 100) -> ArchDict:
-        for _ in range(tries):
-            arch = self.schema.sample(self.rng)
-            if arch_key(arch) not in self.seen:
-                break
-        return arch
+    def _random(self) -> ArchDict:
+        return unseen_sample(self.schema, self.rng, self.seen)
 
     def _round(self) -> list[ArchDict]:
         archs, losses = self.obs.training_set()
