@@ -67,6 +67,7 @@ class Study:
         self.executor_factory = executor_factory
         self._set_up = False
         self._saved_state: str | None = None
+        self._saved_log: list[dict[str, Any]] | None = None
         self._executor: Executor | None = None
         self.keep_checkpoints = keep_checkpoints
         self._kept: list[tuple[float, int, str]] | None = None  # the best complete trials' checkpoints
@@ -133,9 +134,10 @@ class Study:
             self.store.set_meta_raw(_STATE_KEY, state)
             self._saved_state = state
             search_log = getattr(self.strategy.inner, "search_log", None)
-            if callable(search_log):
-                log = search_log()
+            log = search_log() if callable(search_log) else None
+            if log is not None and log != self._saved_log:  # most asks and tells leave a step's record as it was
                 self.store.set_meta(SEARCH_LOG_KEY, log)
+                self._saved_log = log
                 if self.on_search_log is not None:
                     self.on_search_log(log)
 
