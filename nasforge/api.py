@@ -13,14 +13,15 @@ from nasforge.config import StudyConfig, instantiate, parse_config
 from nasforge.yaml_files import dump_yaml
 from nasforge.datasets import load_dataset
 from nasforge.errors import ConfigError, StoreError
+from nasforge.execution import EXECUTORS, ExecutorOptions
 from nasforge.execution.pool import ProcessPoolExecutor
-from nasforge.execution.serial import SerialExecutor
 from nasforge.execution.worker import HARDWARE_METRICS, MEASURED_ONLY, HardwareSettings, WorkerContext
 from nasforge.oneshot.base import is_one_shot
 from nasforge.oneshot.strategy import OneShotStrategy
 from nasforge.registry import add_module_dirs, import_object, module_dir
 from nasforge.space.space import Space
 from nasforge.spaces import SPACES
+from nasforge.store import STORES
 from nasforge.store.sqlite import DB_NAME, SQLiteStore
 from nasforge.store.lock import StudyLock
 from nasforge.study import Study
@@ -66,28 +67,20 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     scheduler = objects.scheduler or instantiate("scheduler", cfg.scheduler)
     context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data, space),
                                         timeout=cfg.trial_timeout)
-    workers, kind = cfg.workers, cfg.executor
+    kind = cfg.executor
     if kind == "auto":  # the built-in trainer: train compatible candidates together, in each process
-        kind = "batched" if isinstance(evaluator, SupervisedTrainer) else ("serial" if workers == 1 else "pool")
-
-    def executor_factory() -> Any:
-        if kind == "batched" and workers > 1:
-            from nasforge.execution.batch_pool import BatchingPoolExecutor
-            return BatchingPoolExecutor(context_for_workers, workers)
-        if kind == "batched":
-            from nasforge.execution.batching import BatchingExecutor
-            return BatchingExecutor(context_for_workers)
-        if kind == "simulated":
-            from nasforge.execution.simulated import SimulatedExecutor
-            return SimulatedExecutor(context_for_workers, workers)
-        if kind == "serial":
-            return SerialExecutor(context_for_workers)
-        return ProcessPoolExecutor(context_for_workers, workers, timeout=cfg.trial_timeout)
-
+        kind = "batched" if isinstance(evaluator, SupervisedTrainer) else ("serial" if cfg.workers == 1 else "pool")
+    make_executor = EXECUTORS.get(kind)
+    options = ExecutorOptions(cfg.workers, cfg.trial_timeout, cfg.ray.model_dump() if cfg.ray else {})
+    if kind == "ray":  # Ray missing is said now, before any work
+        from nasforge.execution.ray_actors import require_ray
+        require_ray()
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
-                 executor_factory=executor_factory, objective=_objective(cfg),
+                 executor_factory=lambda: make_executor(context_for_workers, options),
+                 alone_factory=lambda: ProcessPoolExecutor(context_for_workers, 1), objective=_objective(cfg),
                  seed=cfg.seed, max_budget=cfg.budget, max_trials=cfg.trials,
-                 keep_checkpoints=cfg.keep_checkpoints, repeats=cfg.repeats, lock=lock)
+                 keep_checkpoints=cfg.keep_checkpoints, repeats=cfg.repeats, lock=lock,
+                 store=STORES.get(cfg.store)(directory))
 
 
 def _check_reported(cfg: StudyConfig, reported: tuple[str, ...], task: str) -> None:

@@ -116,13 +116,25 @@ class HardwareConfig(_Strict):
         return self
 
 
+class RayConfig(_Strict):
+    """Where Ray runs the trials (``executor: ray``): one actor per worker, each asking for
+    ``num_cpus`` and ``num_gpus``."""
+
+    address: str | None = None  # None: start a local cluster; "auto": join this machine's; "host:port": a head node
+    num_cpus: float = Field(1, gt=0)
+    num_gpus: float = Field(0, ge=0)
+    checkpoint_dir: str | None = None  # a directory every node reads and writes; None: checkpoints go back to the driver
+
+
 class StudyConfig(_Strict):
     space: Component = Component(name="mlp")
     dataset: Component = Component(name="iris")  # required beside a custom evaluator ("none": it brings its own)
     strategy: Component = Component(name="random")
     scheduler: Component = Component(name="full")
     evaluator: Component | None = None  # evaluate(model, data, budget, state) by import path; default: the trainer
-    executor: Literal["auto", "serial", "batched", "pool", "simulated"] = "auto"
+    executor: str = "auto"  # "auto" or a name in nasforge.execution.EXECUTORS (or an import path)
+    store: str = "sqlite"  # a name in nasforge.store.STORES: "memory" keeps the study in this process only
+    ray: RayConfig | None = None  # with executor: ray (default: a local cluster, 1 CPU per worker)
     trainer: TrainerConfig = TrainerConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     hardware: HardwareConfig | None = None  # set it to measure latency, params and FLOPs of every trial
@@ -167,6 +179,30 @@ class StudyConfig(_Strict):
     def _known_name(cls, value: Component, info: Any) -> Component:
         _registry(info.field_name).check(value.name)
         return value
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value: str) -> str:
+        from nasforge.execution import EXECUTORS
+        if value != "auto" and value not in EXECUTORS and ":" not in value:
+            raise ValueError(f"unknown executor {value!r}; available: auto, {', '.join(EXECUTORS.names())} "
+                             f"(or an import path 'package.module:factory')")
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        from nasforge.store import STORES
+        if value not in STORES:
+            raise ValueError(f"unknown store {value!r}; available: {', '.join(STORES.names())}")
+        return value
+
+    @model_validator(mode="after")
+    def _ray_settings_need_ray(self) -> "StudyConfig":
+        if self.ray is not None and self.executor != "ray":
+            raise ValueError(f"a ray section is given but the executor is {self.executor!r}: set executor: ray, or "
+                             f"leave the ray section out")
+        return self
 
     @field_validator("evaluator")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from torch import nn
 
 from nasforge.errors import StoreError
-from nasforge.execution.worker import read_checkpoint
+from nasforge.store.checkpoints import read_checkpoint
 from nasforge.space.space import Space
 from nasforge.store.base import Trial
 from nasforge.train.evaluator import call_evaluator, trial_parameters

@@ -27,9 +27,10 @@ from nasforge.heap import frozen_heap, reuse_freed_memory
 from nasforge.results import best_trial, load_trained_model
 from nasforge.schedulers.base import Decision, Resume, Scheduler, Start
 from nasforge.space.space import Space
-from nasforge.store.base import Trial
+from nasforge.store.base import Store, Trial
+from nasforge.store.encoding import dumps
 from nasforge.store.lock import StudyLock
-from nasforge.store.sqlite import SQLiteStore, dumps
+from nasforge.store.sqlite import SQLiteStore
 from nasforge.strategies.base import Strategy
 from nasforge.strategies.middleware import Canonical
 from nasforge.types import Objective, Result, TrialState
@@ -52,10 +53,16 @@ class Study:
                  strategy: Strategy, scheduler: Scheduler, executor_factory: Callable[[], Executor],
                  objective: Objective = Objective(), seed: int = 0, max_budget: float = 30,
                  max_trials: int | None = None, keep_checkpoints: int = 5, repeats: bool = False,
-                 lock: StudyLock | None = None):
+                 lock: StudyLock | None = None, store: Store | None = None,
+                 alone_factory: Callable[[], Executor] | None = None):
+        """``store``: where trials are recorded (default: SQLite in ``directory``, where
+        checkpoints go in any case). ``alone_factory``: an executor that runs one trial in a
+        worker process of its own, for trials suspected of having crashed the driver (see
+        ``_run_isolated``); without it they run again as before."""
         self.directory = Path(directory)
         self._lock = lock  # held already when the study was created (see api.create_study)
-        self.store = SQLiteStore(self.directory)
+        self.store: Store = store if store is not None else SQLiteStore(self.directory)
+        self.alone_factory = alone_factory
         self.space, self.data, self.evaluator = space, data, evaluator
         self.objective, self.seed = objective, int(seed)
         self.max_budget, self.max_trials = max_budget, max_trials
@@ -98,7 +105,7 @@ class Study:
             try:
                 self.scheduler.load_state_dict(state)  # type: ignore[arg-type]
             except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-                raise StoreError(f"the study's search state ({_STATE_KEY} in {self.store.path}) is damaged "
+                raise StoreError(f"the study's search state ({_STATE_KEY} in {self.store.location}) is damaged "
                                  f"({type(exc).__name__}: {str(exc)[:80]}); it cannot be resumed") from None
             self.strategy.remember((t.arch, _latest_result(t)) for t in self.store.trials())
         self.store.set_meta("seed", self.seed)
@@ -153,7 +160,7 @@ class Study:
                 self._search_first(self.space, self.data, self.directory, self.seed, self._record_oneshot)
             executor = self._executor = self.executor_factory()
             # Strategies may hold asks back until results arrive, but never below real parallelism.
-            self.strategy.min_pending = int(getattr(executor, "parallelism", executor.capacity))
+            self.strategy.min_pending = executor.parallelism
             try:
                 self._loop(executor, on_trial_end)
             except BaseException:
@@ -163,19 +170,18 @@ class Study:
                 raise
             self.store.set_meta(_ALIVE_KEY, False)
             executor.shutdown()
-            clock = getattr(executor, "clock", None)
-            if clock is not None:  # a simulated executor: keep the simulated wall time of the search
+            if executor.clock is not None:  # a simulated executor: keep the simulated wall time of the search
                 previous = self.store.get_meta("simulated_seconds") or 0.0
-                self.store.set_meta("simulated_seconds", float(previous) + float(clock))  # type: ignore[arg-type]
+                self.store.set_meta("simulated_seconds", float(previous) + float(executor.clock))  # type: ignore[arg-type]
             self._finalise()
         return self
 
     def _loop(self, executor: Executor, on_trial_end: TrialCallback | None) -> None:
         crashes = self._count_crash(executor)
         queued = self.store.trials([TrialState.QUEUED])  # left over from a crash: run them again
-        suspects = [t for t in queued if _suspect(*crashes.get(t.id, (0, False)))]
+        suspects = [t for t in queued if _suspect(*crashes.get(t.id, (0, False)))] if self.alone_factory else []
         if suspects:
-            self._run_isolated(executor, suspects, on_trial_end)
+            self._run_isolated(suspects, on_trial_end)
         rest = [t for t in queued if t not in suspects]  # as before the crash: the same results
         with self.store.atomic():
             jobs = [self._job_of(trial, trial.budget) for trial in rest]
@@ -188,13 +194,12 @@ class Study:
             if events:
                 self._record_all(events, on_trial_end)
 
-    def _run_isolated(self, executor: Executor, suspects: list[Trial], on_trial_end: TrialCallback | None) -> None:
+    def _run_isolated(self, suspects: list[Trial], on_trial_end: TrialCallback | None) -> None:
         """Run trials that were running when the driver died in a worker process of their own,
         one at a time: a death there is the trial's own (the pool runs it once more, then fails
         it with the reason), and the driver lives to record it; a kill of the driver meanwhile
         fails nothing. The same code runs the trial, so it gives the same results."""
-        from nasforge.execution.pool import ProcessPoolExecutor
-        isolated = ProcessPoolExecutor(executor.context, 1)  # type: ignore[attr-defined]
+        isolated = self.alone_factory()  # type: ignore[misc]
         try:
             for trial in suspects:
                 with self.store.atomic():
@@ -279,9 +284,8 @@ class Study:
             self._save_state()
         for relative in dropped:
             self._drop_checkpoint(relative)
-        persist = getattr(self._executor, "persist", None)  # an executor that holds checkpoints in memory
-        for relative in self._durable if callable(persist) else []:
-            persist(relative)  # the best trials' weights survive a kill
+        for relative in self._durable:  # the best trials' weights survive a kill
+            self._executor.persist(relative)  # type: ignore[union-attr]
         self._durable.clear()
         if self._misconfigured is not None:
             self.store.set_meta(STOPPED_KEY, str(self._misconfigured))
@@ -325,9 +329,8 @@ class Study:
         """Checkpoints are a cache: a dropped one is trained again if it is ever needed."""
         if not relative:
             return
-        discard = getattr(self._executor, "discard", None)
-        if callable(discard):
-            discard(relative)
+        if self._executor is not None:
+            self._executor.discard(relative)
         with contextlib.suppress(OSError):
             (self.directory / relative).unlink()
 

@@ -24,7 +24,8 @@ import torch
 from nasforge.errors import ConfigError
 from nasforge.execution import pool
 from nasforge.execution.base import Job, JobEvent
-from nasforge.execution.batching import BatchingExecutor, BatchRunner, Payload
+from nasforge.execution.batching import BatchingExecutor, BatchRunner
+from nasforge.store.checkpoints import Payload
 from nasforge.execution.worker import WorkerContext
 from nasforge.train.mlp_layout import ROW_LAYER_US, US_PER_MFLOP
 from nasforge.train.state import map_leaves, torch_threads

@@ -16,29 +16,19 @@ from __future__ import annotations
 import itertools
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from nasforge.execution.base import Job, JobEvent
-from nasforge.execution.worker import (
-    WorkerContext,
-    error_text,
-    hardware_metrics_for,
-    read_checkpoint,
-    run_job,
-    save_checkpoint,
-)
+from nasforge.execution.base import ExecutorOptions, Job, JobEvent
+from nasforge.execution.worker import WorkerContext, error_text, hardware_metrics_for, run_job
+from nasforge.store.checkpoints import CheckpointCache, Payload
 from nasforge.train.population import Candidate, PopulationTrainer
 from nasforge.train.state import seed_torch
 from nasforge.train.trainer import SupervisedTrainer
 from nasforge.types import arch_key
 
-Payload = dict[str, Any]
-"""A checkpoint's contents: ``{"evaluator": trainer state, "torch_rng": rng state}``."""
-_CACHE_SIZE = 1024
 _MODELS_KEPT_BYTES = 64 << 20
 
 
@@ -155,53 +145,12 @@ class KeptModels:
             self._bytes -= dropped
 
 
-class CheckpointCache:
-    """Checkpoints kept in memory (the latest ``size``), written to the study directory at most
-    every ``flush_seconds`` (on ``maybe_flush``) and on ``flush``."""
-
-    def __init__(self, directory: str | None, flush_seconds: float = 30.0, size: int = _CACHE_SIZE):
-        self.directory, self.flush_seconds, self.size = directory, flush_seconds, size
-        self._cache: OrderedDict[str, Payload] = OrderedDict()
-        self._unsaved: dict[str, Payload] = {}
-        self._flushed_at = time.monotonic()
-
-    def get(self, relative: str) -> Payload | None:
-        if relative in self._cache:
-            self._cache.move_to_end(relative)
-            return self._cache[relative]
-        return read_checkpoint(Path(self.directory) / relative)  # type: ignore[arg-type]
-
-    def put(self, relative: str, payload: Payload) -> None:
-        self._unsaved[relative] = payload
-        self._cache[relative] = payload
-        while len(self._cache) > self.size:
-            self._cache.popitem(last=False)
-
-    def discard(self, relative: str) -> None:
-        self._unsaved.pop(relative, None)
-        self._cache.pop(relative, None)
-
-    def maybe_flush(self) -> None:
-        if time.monotonic() - self._flushed_at > self.flush_seconds:
-            self.flush()
-
-    def persist(self, relative: str) -> None:
-        """Write this checkpoint now if it is only in memory (a trial's weights worth keeping)."""
-        payload = self._unsaved.pop(relative, None)
-        if payload is not None:
-            save_checkpoint(Path(self.directory) / relative, payload)  # type: ignore[arg-type]
-
-    def flush(self) -> None:
-        """Write the checkpoints that are only in memory."""
-        for relative, payload in list(self._unsaved.items()):
-            save_checkpoint(Path(self.directory) / relative, payload)  # type: ignore[arg-type]
-            del self._unsaved[relative]
-        self._flushed_at = time.monotonic()
-
-
 class BatchingExecutor:
+    """Every queued job at each poll, in this process: compatible MLPs train together."""
+
     isolated = False  # trials run in the driver's process (with workers, one shard of them)
     parallelism = 1  # one process: strategies that want results before asking again get them
+    clock = None
 
     def __init__(self, context: WorkerContext, capacity: int = 128, flush_seconds: float = 30.0):
         self.context = context
@@ -209,6 +158,14 @@ class BatchingExecutor:
         self.runner = BatchRunner(context)
         self.checkpoints = CheckpointCache(context.directory, flush_seconds)
         self._queue: list[Job] = []
+
+    @classmethod
+    def from_options(cls, context: WorkerContext, options: ExecutorOptions) -> "BatchingExecutor":
+        """With more than one worker, :class:`~nasforge.execution.batch_pool.BatchingPoolExecutor`."""
+        if options.workers > 1:
+            from nasforge.execution.batch_pool import BatchingPoolExecutor
+            return BatchingPoolExecutor(context, options.workers)
+        return cls(context)
 
     def submit(self, job: Job) -> None:
         self._queue.append(job)

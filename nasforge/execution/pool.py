@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 
 from nasforge.errors import ConfigError, NasforgeError
-from nasforge.execution.base import Job, JobEvent
+from nasforge.execution.base import ExecutorOptions, Job, JobEvent, WorkersWriteCheckpoints
 from nasforge.execution.worker import WorkerContext, run_job
 from nasforge.heap import frozen_heap, reuse_freed_memory
 
@@ -80,7 +80,7 @@ DIED_AT_START = ("worker processes died before finishing any job. If you started
                  "workers > 1, put the call under `if __name__ == \"__main__\":`; else check memory.")
 
 
-class ProcessPoolExecutor:
+class ProcessPoolExecutor(WorkersWriteCheckpoints):
     """``workers`` local processes; each gets the worker context once.
 
     A worker that dies (a segfault, the OOM killer) breaks the whole pool, and which job killed
@@ -96,7 +96,7 @@ class ProcessPoolExecutor:
     def __init__(self, context: WorkerContext, workers: int, timeout: float | None = None):
         if workers < 1:
             raise ConfigError(f"Invalid workers: {workers} (must be >= 1)")
-        self.capacity = workers
+        self.capacity = self.parallelism = workers
         if context.threads is None:
             context.threads = max(1, (os.cpu_count() or 1) // workers)
         self.context = context
@@ -108,6 +108,10 @@ class ProcessPoolExecutor:
         self._strikes: dict[int, int] = {}  # pools a trial broke running alone
         self._waiting: list[Job] = []  # new jobs held back while suspects run
         self._broken = False  # a submit found the pool dead
+
+    @classmethod
+    def from_options(cls, context: WorkerContext, options: ExecutorOptions) -> "ProcessPoolExecutor":
+        return cls(context, options.workers, timeout=options.timeout)
 
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:

@@ -3,17 +3,23 @@ from __future__ import annotations
 
 from collections import deque
 
-from nasforge.execution.base import Job, JobEvent
+from nasforge.execution.base import ExecutorOptions, Job, JobEvent, WorkersWriteCheckpoints
 from nasforge.execution.worker import WorkerContext, run_job
 
 
-class SerialExecutor:
-    capacity = 1
+class SerialExecutor(WorkersWriteCheckpoints):
+    """One job at a time, in this process."""
+
+    capacity = parallelism = 1
     isolated = False  # trials run in the driver's process
 
     def __init__(self, context: WorkerContext):
         self.context = context
         self._queue: deque[Job] = deque()
+
+    @classmethod
+    def from_options(cls, context: WorkerContext, options: ExecutorOptions) -> "SerialExecutor":
+        return cls(context)
 
     def submit(self, job: Job) -> None:
         self._queue.append(job)

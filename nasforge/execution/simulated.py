@@ -9,7 +9,7 @@ import math
 from typing import Callable
 
 from nasforge.errors import ConfigError
-from nasforge.execution.base import Job, JobEvent
+from nasforge.execution.base import ExecutorOptions, Job, JobEvent, WorkersWriteCheckpoints
 from nasforge.execution.worker import WorkerContext, run_job
 
 Duration = Callable[[Job, JobEvent], float]
@@ -22,7 +22,7 @@ def default_duration(job: Job, event: JobEvent) -> float:
     return float(job.budget)
 
 
-class SimulatedExecutor:
+class SimulatedExecutor(WorkersWriteCheckpoints):
     """The executor protocol (see :mod:`nasforge.execution.base`) on a simulated clock.
 
     ``submit`` runs the job immediately (``run_job``, in this process) and schedules its event to
@@ -45,12 +45,16 @@ class SimulatedExecutor:
         if duration is not None and not callable(duration):
             raise ConfigError(f"duration must be a callable (job, event) -> seconds, got {type(duration).__name__}")
         self.context = context
-        self.capacity = workers
+        self.capacity = self.parallelism = workers
         self.duration: Duration = duration or default_duration
         self.clock = 0.0
         self._pending: list[tuple[float, int, JobEvent]] = []  # (finish time, submission number, event)
         self._submitted = 0
         self._free = [0.0] * workers  # a heap: when each simulated worker is next free
+
+    @classmethod
+    def from_options(cls, context: WorkerContext, options: ExecutorOptions) -> "SimulatedExecutor":
+        return cls(context, options.workers)
 
     def submit(self, job: Job) -> None:
         event = run_job(self.context, job)

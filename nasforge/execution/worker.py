@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from nasforge.execution.base import Job, JobEvent
+from nasforge.store.checkpoints import read_checkpoint, save_checkpoint
 from nasforge.space.space import Space
 from nasforge.train.evaluator import call_evaluator, trial_parameters
 from nasforge.train.state import seed_torch
@@ -90,36 +90,6 @@ def hardware_metrics_for(ctx: WorkerContext, arch: ArchDict, model: nn.Module, b
         ctx.measured[key] = hardware_metrics(model, hw.input_shape, batch_size=hw.batch_size, threads=hw.threads,
                                              device=hw.device, latency=latency)
     return {**ctx.measured[key], **predicted}
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically: a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, a file size limit: leave no half-written file behind
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def read_checkpoint(path: Path | None) -> dict[str, Any] | None:
-    """A checkpoint, or None when it is missing or damaged (cut short, overwritten): either way
-    the trial is trained again from scratch to its budget, which gives the same weights."""
-    if path is None or not path.exists():
-        return None
-    try:
-        payload = load_checkpoint(path)
-    except Exception:  # noqa: BLE001 - whatever torch.load says of a damaged file
-        return None
-    ok = isinstance(payload, dict) and isinstance(payload.get("evaluator"), dict) and "torch_rng" in payload
-    return payload if ok else None
 
 
 def run_job(ctx: WorkerContext, job: Job) -> JobEvent:

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import numpy as np
 
 from nasforge.errors import StoreError
 from nasforge.store.base import Trial
+from nasforge.store.encoding import dumps
 from nasforge.types import ArchDict, JSONValue, Metrics, TrialState
 
 SCHEMA_VERSION = 1
@@ -33,26 +32,6 @@ CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
 """
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: store them as null. NumPy scalars (a strategy's ints) become Python numbers."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def dumps(value: Any) -> str:
-    try:  # the common case: plain JSON already; cleaning walks the whole value, so only on need
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (ValueError, TypeError):
-        return json.dumps(_clean(value), allow_nan=False, separators=(",", ":"))
-
-
 class SQLiteStore:
     """See :mod:`nasforge.store.base` for the contract."""
 
@@ -62,6 +41,7 @@ class SQLiteStore:
         reader cannot disturb a writer; a busy database is waited for (30 s)."""
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
+        self.location = str(self.path)
         self.read_only = read_only
         self.damaged: list[str] = []  # rows that could not be read (what is damaged, for the user)
         exists = self.path.exists()
