@@ -75,6 +75,9 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     if kind == "ray":  # Ray missing is said now, before any work
         from nasforge.execution.ray_actors import require_ray
         require_ray()
+    if kind == "ray":  # Ray missing is said now, before any work
+        from nasforge.execution.ray_actors import require_ray
+        require_ray()
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
                  executor_factory=lambda: make_executor(context_for_workers, options),
                  alone_factory=lambda: ProcessPoolExecutor(context_for_workers, 1), objective=_objective(cfg),
@@ -265,8 +268,8 @@ def search(space: Any = "mlp", data: Any = None, strategy: Any = "random", sched
            objective: str = "val_loss", mode: str | None = None, trainer: dict[str, Any] | None = None,
            space_args: dict[str, Any] | None = None, out: str | Path | None = None, executor: str = "auto",
            constraint: dict[str, Any] | None = None, hardware: dict[str, Any] | None = None,
-           repeats: bool = False, trial_timeout: float | None = None,
-           on_trial_end: Callable[..., Any] | None = None) -> Study:
+           repeats: bool = False, trial_timeout: float | None = None, ray: dict[str, Any] | None = None,
+           store: str = "sqlite", on_trial_end: Callable[..., Any] | None = None) -> Study:
     """Search ``space`` on ``data`` and return the finished :class:`~nasforge.study.Study`.
 
     ``space``: a built-in name (``"mlp"``), an import path, or a function ``(arch, **context) -> nn.Module``.
@@ -280,7 +283,9 @@ def search(space: Any = "mlp", data: Any = None, strategy: Any = "random", sched
     your own ``evaluate(model, data, budget, state) -> metrics`` instead of the built-in trainer.
     ``out``: the study directory (a new temporary directory by default). ``executor``: ``auto``
     (batched training in this process for one worker, a process pool for more), ``serial``,
-    ``batched``, ``pool`` or ``simulated``. ``hardware``: measure every model (e.g. ``{"threads": 1}``);
+    ``batched``, ``pool``, ``ray`` or ``simulated``; ``ray``: its settings (``{"address": "auto",
+    "num_cpus": 1}``; see the README). ``store``: ``sqlite`` (``out/study.db``) or ``memory``
+    (nothing kept after the process: quick runs). ``hardware``: measure every model (e.g. ``{"threads": 1}``);
     ``constraint``: MnasNet's reward, e.g. ``{"metric": "latency_ms", "target": 2.0, "kind": "soft"}``.
     """
     if isinstance(data, tuple) and len(data) == 2:
@@ -299,7 +304,7 @@ def search(space: Any = "mlp", data: Any = None, strategy: Any = "random", sched
     if space_args:
         entries["space"] = {"name": entries.get("space", "mlp") if isinstance(entries.get("space"), str) else "mlp",
                             "args": space_args}
-    cfg = parse_config({**entries, "repeats": repeats, "trial_timeout": trial_timeout, "budget": budget, "trials": trials, "seed": seed, "workers": workers, "executor": executor,
+    cfg = parse_config({**entries, "repeats": repeats, "trial_timeout": trial_timeout, "budget": budget, "trials": trials, "seed": seed, "workers": workers, "executor": executor, "ray": ray, "store": store,
                         "objective": {"metric": objective, "mode": mode, "constraint": constraint},
                         "hardware": hardware, "trainer": trainer or {}}, "(from nasforge.search)")
     objects = Objects(found["space"], found["dataset"], found["evaluator"], found["strategy"], found["scheduler"])

@@ -22,14 +22,17 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="start a new search (the embedded default when no CONFIG is given)")
     s.add_argument("config", nargs="?", help="YAML config file (see README: config reference)")
     s.add_argument("--out", help="study directory (default: runs/<space>-<dataset>-<time>)")
-    s.add_argument("--seed", type=int)
+    s.add_argument("--seed", type=int, help="random seed of the whole search (default 0): same seed, same trials")
     s.add_argument("--space", help="space name or package.module:function")
     s.add_argument("--dataset", help="dataset name")
     s.add_argument("--strategy", help="strategy name")
     s.add_argument("--scheduler", help="scheduler name")
     s.add_argument("--trials", type=int, help="number of trials")
     s.add_argument("--budget", type=float, help="epochs per trial")
-    s.add_argument("--workers", type=int, help="parallel worker processes")
+    s.add_argument("--workers", type=int, help="parallel worker processes (Ray actors with --executor ray)")
+    s.add_argument("--executor", help="where trials run: auto (default), serial, batched, pool, ray, simulated")
+    s.add_argument("--address", help="with --executor ray: a cluster to join (auto, or host:port); default: start a "
+                                     "local one")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     r = sub.add_parser("resume", help="finish an interrupted search")
@@ -189,7 +192,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nasforge.config import load_config
     overrides = {"seed": args.seed, "space": args.space, "dataset": args.dataset, "strategy": args.strategy,
                  "scheduler": args.scheduler, "trials": args.trials, "budget": args.budget, "workers": args.workers,
-                 "out": args.out}
+                 "out": args.out, "executor": args.executor}
+    if args.address:
+        overrides["ray"] = {"address": args.address}
     cfg = load_config(args.config, overrides)
     study = create_study(cfg)
     args.directory = str(study.directory)  # for the resume hint if interrupted

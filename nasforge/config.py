@@ -124,6 +124,7 @@ class RayConfig(_Strict):
     num_cpus: float = Field(1, gt=0)
     num_gpus: float = Field(0, ge=0)
     checkpoint_dir: str | None = None  # a directory every node reads and writes; None: checkpoints go back to the driver
+    runtime_env: dict[str, Any] | None = None  # Ray's runtime_env for the actors (pip packages, working_dir, env_vars)
 
 
 class StudyConfig(_Strict):

@@ -36,14 +36,31 @@ def nested_space(arch, n_in: int = 4, n_out: int = 3) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A Ray cluster of three nodes on this machine: a head that runs no actor (0 CPUs) and two
+    nodes of one CPU each. Tests that use it carry ``pytest.mark.xdist_group("ray")``: they run in
+    one worker process, one module's cluster at a time."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
 @pytest.fixture
 def split_every_poll(monkeypatch):
     """Worker processes train a shard of every poll: test studies are small, and by default
-    their polls would all train in the driver (``BatchingPoolExecutor.min_split_us``)."""
-    from nasforge.execution.batch_pool import BatchingPoolExecutor
+    their polls would all train in the driver (``ShardPlan.min_split_us``)."""
+    from nasforge.execution.batch_pool import ShardPlan
 
-    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 0.0)
-    monkeypatch.setattr(BatchingPoolExecutor, "remote_us", 0.0)
+    monkeypatch.setattr(ShardPlan, "min_split_us", 0.0)
+    monkeypatch.setattr(ShardPlan, "remote_us", 0.0)
 
 
 @pytest.fixture

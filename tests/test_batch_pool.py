@@ -10,7 +10,7 @@ import torch
 
 import nasforge
 from nasforge.execution.base import Job
-from nasforge.execution.batch_pool import BatchingPoolExecutor, pack, shards, unpack
+from nasforge.execution.batch_pool import ShardPlan, pack, shards, unpack
 from nasforge.execution.batching import BatchRunner
 
 STUDY_LOSS = dict(rel=1e-3)  # other groups in other processes: rounding differs, and compounds
@@ -26,12 +26,12 @@ def test_polls_too_small_to_gain_stay_in_the_driver(tmp_path, monkeypatch):
     started = []
     real_new_pool = pool.new_pool
     monkeypatch.setattr(pool, "new_pool", lambda *args: started.append(1) or real_new_pool(*args))
-    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 300_000.0)
+    monkeypatch.setattr(ShardPlan, "min_split_us", 300_000.0)
     small = nasforge.search(out=tmp_path / "small", workers=2, **HB)  # every poll estimated well under 0.3 s
     assert not started
     one = nasforge.search(out=tmp_path / "one", **HB)
     assert [(t.arch, t.loss) for t in small.trials] == [(t.arch, t.loss) for t in one.trials]  # exactly one process's
-    monkeypatch.setattr(BatchingPoolExecutor, "min_split_us", 0.0)
+    monkeypatch.setattr(ShardPlan, "min_split_us", 0.0)
     nasforge.search(out=tmp_path / "split", workers=2, **HB)
     assert started == [1]
 
@@ -159,7 +159,7 @@ def _dies(marker: Path, always: bool):
 
 @pytest.mark.parametrize("always", [False, True])
 def test_a_dead_worker_costs_its_shard_one_retry(tmp_path, monkeypatch, always):
-    monkeypatch.setattr(BatchingPoolExecutor, "min_shard", 1)  # every poll of two jobs or more uses the worker
+    monkeypatch.setattr(ShardPlan, "min_shard", 1)  # every poll of two jobs or more uses the worker
     reference = nasforge.search(out=tmp_path / "ref", workers=2, **HB)
     monkeypatch.setattr(BatchRunner, "run", _dies(tmp_path / "died", always=always))
     study = nasforge.search(out=tmp_path / "cut", workers=2, **HB)

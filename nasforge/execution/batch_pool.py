@@ -51,7 +51,12 @@ def pack(obj: Any) -> Any:
 
 
 def unpack(obj: Any) -> Any:
-    return map_leaves(obj, lambda v: torch.from_numpy(v.array) if isinstance(v, _Array) else v)
+    return map_leaves(obj, lambda v: torch.from_numpy(_writable(v.array)) if isinstance(v, _Array) else v)
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    """Ray hands arrays over read-only (zero copy from its object store); a tensor needs its own."""
+    return array if array.flags.writeable else array.copy()
 
 
 def _to_array(value: Any) -> Any:
@@ -145,12 +150,13 @@ class SizedCost:
         return JOB_US + max(job.budget, 0.0) * self.steps_per_unit * step_us
 
 
-class BatchingPoolExecutor(BatchingExecutor):
-    """``workers`` shards of every poll trained at once as :class:`BatchingExecutor` trains all of
-    it: one in this process, which would otherwise only wait, the others in ``workers - 1``
-    worker processes."""
+class ShardPlan:
+    """How a poll's jobs are cut into shards for ``workers`` processes (or Ray actors), the first
+    for the driver. The shards depend on the jobs alone (never on timing or on which workers
+    live), and the population trainer's arithmetic on which jobs train together, so executors
+    that plan alike give the same results to the last bit."""
 
-    min_shard = 4  # jobs: a smaller shard is not worth a round trip to a process
+    min_shard = 4  # jobs: a smaller shard is not worth a round trip to a worker
     remote_us = 100_000.0
     """What a worker's shard costs beyond its jobs' estimates (moving states both ways, a process
     of its own): the driver's shard takes that much more. With 2 workers the driver finished BO's
@@ -162,6 +168,22 @@ class BatchingPoolExecutor(BatchingExecutor):
     would save. With 2 workers the chapter's SH polls (38-65 ms estimated) took 1.3x the time of
     one process when split, BO's first (1.4 s) 0.75x."""
 
+    def __init__(self, context: WorkerContext, workers: int):
+        self.workers = workers
+        self._cost = SizedCost(context)
+
+    def __call__(self, jobs: list[Job]) -> list[list[Job]]:
+        costs = {job.trial_id: self._cost(job) for job in jobs}
+        worth = sum(costs.values()) >= self.min_split_us
+        n = min(self.workers, max(1, len(jobs) // self.min_shard)) if worth else 1
+        return shards(jobs, n, lambda job: costs[job.trial_id], self.remote_us)
+
+
+class BatchingPoolExecutor(BatchingExecutor):
+    """``workers`` shards of every poll (:class:`ShardPlan`) trained at once as
+    :class:`BatchingExecutor` trains all of it: one in this process, which would otherwise only
+    wait, the others in ``workers - 1`` worker processes."""
+
     def __init__(self, context: WorkerContext, workers: int, capacity: int = 128, flush_seconds: float = 30.0):
         if workers < 1:
             raise ConfigError(f"Invalid workers: {workers} (must be >= 1)")
@@ -169,7 +191,7 @@ class BatchingPoolExecutor(BatchingExecutor):
             context.threads = max(1, (os.cpu_count() or 1) // workers)
         super().__init__(context, max(capacity, workers), flush_seconds)
         self.parallelism = workers
-        self._cost = SizedCost(context)
+        self.plan = ShardPlan(context, workers)
         self._pool: cf.ProcessPoolExecutor | None = None
         self._finished = 0  # jobs finished by any worker process of this executor
 
@@ -178,10 +200,7 @@ class BatchingPoolExecutor(BatchingExecutor):
         if not jobs:
             return []
         events: dict[int, JobEvent] = {}
-        costs = {job.trial_id: self._cost(job) for job in jobs}
-        worth = sum(costs.values()) >= self.min_split_us
-        n = min(self.parallelism, max(1, len(jobs) // self.min_shard)) if worth else 1
-        local, *remote = shards(jobs, n, lambda job: costs[job.trial_id], self.remote_us)
+        local, *remote = self.plan(jobs)
         futures = self._send(remote)
         with torch_threads(self.context.threads or torch.get_num_threads()):  # beside the workers, not over them
             self._keep(*self.runner.run(local, self.checkpoints.get), events)

@@ -23,7 +23,7 @@ from torch import nn
 
 from nasforge.execution.base import ExecutorOptions, Job, JobEvent
 from nasforge.execution.worker import WorkerContext, error_text, hardware_metrics_for, run_job
-from nasforge.store.checkpoints import CheckpointCache, Payload
+from nasforge.store.checkpoints import CheckpointCache, Collected, Payload
 from nasforge.train.population import Candidate, PopulationTrainer
 from nasforge.train.state import seed_torch
 from nasforge.train.trainer import SupervisedTrainer
@@ -46,15 +46,16 @@ class BatchRunner:
 
     def run(self, jobs: list[Job], saved: Callable[[str], Payload | None]) -> tuple[list[JobEvent], dict[str, Payload]]:
         """Events in the order of ``jobs`` and the new checkpoints by relative path (not written:
-        the caller keeps them; jobs that run one by one write their own, as in a worker)."""
+        the caller keeps them)."""
         events: dict[int, JobEvent] = {}
-        made: dict[str, Payload] = {}
+        checkpoints = Collected(saved) if self.context.directory else None
+        made = checkpoints.made if checkpoints is not None else {}
         groups: dict[tuple[Any, ...], list[tuple[int, Job, Candidate, torch.Tensor, float]]] = {}
         for n, job in enumerate(jobs):
             start = time.perf_counter()
             prepared = self._prepare(job, saved)
             if prepared is None:
-                events[n] = run_job(self.context, job)
+                events[n] = run_job(self.context, job, checkpoints)
                 continue
             cand, rng = prepared
             key = self.population.key(cand, self.context.data)  # type: ignore[union-attr]
@@ -62,9 +63,9 @@ class BatchRunner:
         for key, members in groups.items():
             if key[0] == "vmap" and len(members) == 1:  # no identical twin: nothing to vectorise
                 n, job = members[0][0], members[0][1]
-                events[n] = run_job(self.context, job)
+                events[n] = run_job(self.context, job, checkpoints)
                 continue
-            events.update(self._train(members, made))
+            events.update(self._train(members, made, checkpoints))
         return [events[n] for n in sorted(events)], made  # submission order: the study stays deterministic
 
     def _prepare(self, job: Job, saved: Callable[[str], Payload | None]) -> tuple[Candidate, torch.Tensor] | None:
@@ -90,12 +91,13 @@ class BatchRunner:
         except Exception:  # noqa: BLE001 - let the one-by-one path run it and report the error
             return None
 
-    def _train(self, members: list[tuple[int, Job, Candidate, torch.Tensor, float]], made: dict[str, Payload]) -> dict[int, JobEvent]:
+    def _train(self, members: list[tuple[int, Job, Candidate, torch.Tensor, float]], made: dict[str, Payload],
+               checkpoints: Collected | None) -> dict[int, JobEvent]:
         start = time.perf_counter()
         try:
             self.population.train([m[2] for m in members], self.context.data)  # type: ignore[union-attr]
         except Exception:  # noqa: BLE001 - a group that cannot train runs one by one instead
-            return {n: run_job(self.context, job) for n, job, *_ in members}
+            return {n: run_job(self.context, job, checkpoints) for n, job, *_ in members}
         share = (time.perf_counter() - start) / len(members)
         out = {}
         for n, job, cand, rng, prep in members:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nasforge.execution.base import Job, JobEvent
-from nasforge.store.checkpoints import read_checkpoint, save_checkpoint
+from nasforge.store.checkpoints import CheckpointFiles, CheckpointIO
 from nasforge.space.space import Space
 from nasforge.train.evaluator import call_evaluator, trial_parameters
 from nasforge.train.state import seed_torch
@@ -92,14 +92,17 @@ def hardware_metrics_for(ctx: WorkerContext, arch: ArchDict, model: nn.Module, b
     return {**ctx.measured[key], **predicted}
 
 
-def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
+def run_job(ctx: WorkerContext, job: Job, checkpoints: CheckpointIO | None = None) -> JobEvent:
+    """Evaluate one job. Its input checkpoint comes from ``checkpoints`` and its new one goes
+    there (default: files in the study directory, none without one)."""
     start = time.perf_counter()
+    if checkpoints is None and ctx.directory:
+        checkpoints = CheckpointFiles(ctx.directory)
     try:
         seed_torch(job.seed)  # the same weights wherever and whenever the job runs
         model = ctx.space.build(job.arch)
         state = None
-        path = Path(ctx.directory) / job.checkpoint_in if job.checkpoint_in and ctx.directory else None
-        saved = read_checkpoint(path)
+        saved = checkpoints.get(job.checkpoint_in) if job.checkpoint_in and checkpoints is not None else None
         if saved is not None:  # a missing or damaged one (a crash) means: train from scratch
             state = saved["evaluator"]
             torch.set_rng_state(saved["torch_rng"])  # continue the random stream (dropout) where it stopped
@@ -108,8 +111,8 @@ def run_job(ctx: WorkerContext, job: Job) -> JobEvent:
                                  trial_id=job.trial_id, seed=job.seed)
         out.metrics.update(hardware_metrics_for(ctx, job.arch, model, job.budget))
         written = None
-        if out.state is not None and job.checkpoint_out and ctx.directory:
-            save_checkpoint(Path(ctx.directory) / job.checkpoint_out, {"evaluator": out.state, "torch_rng": torch.get_rng_state()})
+        if out.state is not None and job.checkpoint_out and checkpoints is not None:
+            checkpoints.put(job.checkpoint_out, {"evaluator": out.state, "torch_rng": torch.get_rng_state()})
             written = job.checkpoint_out
         return JobEvent(job, out.metrics, list(out.curve), None, time.perf_counter() - start, written,
                         retrained=bool(job.checkpoint_in) and saved is None)

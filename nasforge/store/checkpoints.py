@@ -11,13 +11,45 @@ import os
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import torch
 
 Payload = dict[str, Any]
 """A checkpoint's contents: ``{"evaluator": trainer state, "torch_rng": rng state}``."""
 _CACHE_SIZE = 1024
+
+
+class CheckpointIO(Protocol):
+    """Where a job finds its input checkpoint (None: lost, train from scratch) and leaves its new one."""
+
+    def get(self, relative: str) -> Payload | None: ...
+    def put(self, relative: str, payload: Payload) -> None: ...
+
+
+class CheckpointFiles:
+    """Checkpoints as files under ``directory`` (a worker process of the local pool)."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    def get(self, relative: str) -> Payload | None:
+        return read_checkpoint(self.directory / relative)
+
+    def put(self, relative: str, payload: Payload) -> None:
+        save_checkpoint(self.directory / relative, payload)
+
+
+class Collected:
+    """Input checkpoints from ``saved``; the new ones kept in ``made`` for the caller (a worker
+    that sends them back to the driver)."""
+
+    def __init__(self, saved: Callable[[str], Payload | None]):
+        self.get = saved
+        self.made: dict[str, Payload] = {}
+
+    def put(self, relative: str, payload: Payload) -> None:
+        self.made[relative] = payload
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
