@@ -72,12 +72,12 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
         kind = "batched" if isinstance(evaluator, SupervisedTrainer) else ("serial" if cfg.workers == 1 else "pool")
     make_executor = EXECUTORS.get(kind)
     options = ExecutorOptions(cfg.workers, cfg.trial_timeout, cfg.ray.model_dump() if cfg.ray else {})
-    if kind == "ray":  # Ray missing is said now, before any work
-        from nasforge.execution.ray_actors import require_ray
-        require_ray()
-    if kind == "ray":  # Ray missing is said now, before any work
-        from nasforge.execution.ray_actors import require_ray
-        require_ray()
+    if kind == "ray":  # Ray missing or a wrong address is said now, before any work
+        from nasforge.execution.ray_actors import check_settings
+        check_settings(options.settings)
+    if kind == "ray":  # Ray missing or a wrong address is said now, before any work
+        from nasforge.execution.ray_actors import check_settings
+        check_settings(options.settings)
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
                  executor_factory=lambda: make_executor(context_for_workers, options),
                  alone_factory=lambda: ProcessPoolExecutor(context_for_workers, 1), objective=_objective(cfg),
@@ -183,7 +183,11 @@ def create_study(cfg: StudyConfig, directory: Path | None = None, objects: Objec
         if (directory / DB_NAME).exists() and SQLiteStore(directory).count() > 0:  # ours to open: the lock is held
             raise ConfigError(f"{str(directory)!r} already holds a study; continue it with `nasforge resume {directory}` "
                               f"or choose another --out")
-        study = build_study(cfg, directory, objects, lock)
+        try:
+            study = build_study(cfg, directory, objects, lock)
+        except ConfigError:  # e.g. Ray missing: the directory is left as it was found
+            _remove_new_study(directory, created)
+            raise
         try:
             study.prepare()  # the strategy meets the space's schema: a refusal comes now, before anything is recorded
         except ConfigError:

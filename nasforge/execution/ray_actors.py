@@ -15,6 +15,7 @@ job; a job whose actor dies twice running it alone fails with the reason.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -41,6 +42,22 @@ def require_ray() -> Any:
     except ImportError:
         raise ConfigError("executor 'ray' needs Ray, which is not installed: pip install 'nasforge[ray]'") from None
     return ray
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """What can be checked before any work: Ray is installed, and a ``host:port`` address answers
+    (Ray itself waits a minute or more on one that does not)."""
+    require_ray()
+    address = settings.get("address")
+    if address and address != "auto" and "://" not in address:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"ray.address {address!r} is not 'auto' or host:port (e.g. 10.0.0.5:6379)")
+        try:
+            socket.create_connection((host, int(port)), timeout=5.0).close()
+        except OSError as exc:
+            raise ConfigError(f"ray.address {address!r}: nothing answers there ({exc}); start the head node with "
+                              f"`ray start --head --port {port}`, or leave ray.address out to start a local cluster") from None
 
 
 class RayWorker:
@@ -117,7 +134,7 @@ class RayExecutor:
         self._shared = checkpoint_dir
         self._owns_ray = not self.ray.is_initialized()
         if self._owns_ray:
-            self._connect(address, runtime_env)
+            self._connect(address)
         self.plan = ShardPlan(context, workers)  # as the local batched pool: the same shards, the same results
         self._context_ref = self.ray.put(context)  # once: every actor reads the data from the object store
         self._actor_class = self.ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0)(RayWorker).options(
@@ -129,13 +146,14 @@ class RayExecutor:
         self._queue: list[Job] = []
         self._strikes: dict[int, int] = {}  # per trial: actors lost running it alone
         self._failed_starts = 0
+        self.nodes: set[str] = set()  # the Ray nodes its actors ran on
         self.actors_lost = 0
 
     @classmethod
     def from_options(cls, context: WorkerContext, options: ExecutorOptions) -> "RayExecutor":
         return cls(context, options.workers, **options.settings)
 
-    def _connect(self, address: str | None, runtime_env: dict[str, Any] | None) -> None:
+    def _connect(self, address: str | None) -> None:
         import logging
         kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False}
         if address is None:  # a local cluster with room for every actor (logical CPUs: two cores may host four actors)
@@ -246,7 +264,7 @@ class RayExecutor:
                     continue
                 del self._starting[actor]
                 try:
-                    self.ray.get(ref)
+                    self.nodes.add(self.ray.get(ref)[1])
                     self._live.append(actor)
                     self._failed_starts = 0
                 except self.ray.exceptions.RayError as exc:  # it died starting (its node went?): start another
