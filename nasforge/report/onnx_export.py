@@ -29,9 +29,9 @@ from torch import nn
 from nasforge.errors import ExportError, MissingDependency
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the file format, torch's exporter, the check
-MIN_TORCH = (2, 6)  # the first torch whose torch.onnx.export takes dynamo=True with dynamic_shapes
-# Both runtimes compute in float32 with their own kernels, summation orders and fusions (onnxruntime
-# folds batch norm into the convolution before it): on the built-in spaces their outputs differ by
+MIN_TORCH = (2, 6)  # torch.onnx documents its torch.export-based exporter from 2.6 on (only 2.13 is tested here)
+# Both runtimes compute in float32 with their own kernels, summation orders and fusions (the file has
+# batch norm folded into the convolution before it): on the built-in spaces their outputs differ by
 # up to 6e-6 of the largest output (random weights, 6 architectures a space; trained MnasNet models
 # 3e-7). The mistranslations an exporter can make move them by far more: batch norm's eps 1e-3 for
 # 1e-5, average pooling counting the padding, a ReLU6 for a ReLU gave 5e-2 to 1 on darts, enas_micro,
