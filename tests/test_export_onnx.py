@@ -117,3 +117,12 @@ def test_a_file_that_computes_something_else_is_refused_and_removed(digits, tmp_
     with pytest.raises(ExportError, match="computes something else than the model: outputs differ by up to .* no file was kept"):
         export_onnx(build("mlp", digits), digits.x_val[:16], path)
     assert not path.exists()
+
+
+def test_the_onnx_packages_are_imported_only_for_an_onnx_export():
+    import subprocess
+    code = ("import sys, nasforge.cli, nasforge.report.export; nasforge.cli._parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxscript', 'onnxruntime')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
