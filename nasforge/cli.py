@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from nasforge.errors import NasforgeError, visible
+from nasforge.report.formats import FORMATS
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXPORT_CHECK_SAMPLES = 64  # the validation batch an export is traced (TorchScript) or checked (ONNX) on
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write the best model and its architecture JSON")
     e.add_argument("directory")
-    e.add_argument("--format", default="state_dict", choices=["state_dict", "torchscript"])
+    e.add_argument("--format", default="state_dict", choices=FORMATS,
+                   help="state_dict (+ arch.json), torchscript, or onnx (checked in onnxruntime; needs nasforge[onnx])")
     e.add_argument("--out", help="output directory (default: DIR/export)")
     e.add_argument("--trial", type=int, help="export this trial instead of the best")
 
@@ -282,10 +285,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if trial is None:
         raise StoreError(f"the study in {args.directory} has no successful trial to export")
     model = load_trained_model(study.space, study.directory, trial, study.evaluator, study.data)
-    example = study.data.x_val[:2].cpu() if hasattr(study.data, "x_val") else None
+    example = study.data.x_val[:EXPORT_CHECK_SAMPLES].cpu() if hasattr(study.data, "x_val") else None
     out = Path(args.out) if args.out else study.directory / "export"
     paths = export_model(model, study.space, trial, example, out, args.format, study.space.name)
-    _console().print(f"exported trial {trial.id} ({args.format}): " + ", ".join(str(p) for p in paths))
+    info = json.loads(paths[-1].read_text())
+    checked = (f"; largest difference from PyTorch {info['onnx_max_abs_diff']:.2g} on {info['onnx_check_samples']} "
+               f"validation samples (tolerance {info['onnx_tolerance']:.2g})") if "onnx_max_abs_diff" in info else ""
+    _console().print(f"exported trial {trial.id} ({args.format}{checked}): " + ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -40,3 +40,11 @@ class UnsupportedDecision(SpaceError):
         named = ", ".join(f"{label!r} ({kind})" for label, kind in decisions.items())
         many = len(decisions) > 1
         super().__init__(f"decision{'s' if many else ''} {named} cannot be searched in {mode} mode: {remedy}")
+
+
+class MissingDependency(NasforgeError, ImportError):
+    """An optional package a feature needs is not installed; the message says what to install."""
+
+
+class ExportError(NasforgeError):
+    """An exported model does not compute what the PyTorch model computes."""
