@@ -238,3 +238,14 @@ def test_append_curves_without_replace_keeps_the_recorded_points(store):
 def test_raw_meta_is_read_back_as_json(store):
     store.set_meta_raw("state", '{"a":[1,2]}')
     assert store.get_meta("state") == {"a": [1, 2]}
+
+
+def test_a_study_kept_in_memory_gives_its_results_and_says_so_afterwards(tmp_path):
+    import nasforge
+    from nasforge.api import stored_config
+
+    study = nasforge.search("mlp", "iris", trials=3, budget=1, store="memory", out=tmp_path / "s")
+    assert len(study.trials) == 3 and study.best is not None and study.store.location == "memory"
+    assert not (tmp_path / "s" / "study.db").exists()
+    with pytest.raises(StoreError, match="store: memory, which keeps nothing after the search ended"):
+        stored_config(tmp_path / "s")

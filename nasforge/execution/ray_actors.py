@@ -156,10 +156,11 @@ class RayExecutor:
     def _connect(self, address: str | None) -> None:
         import logging
         kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False}
-        if address is None:  # a local cluster with room for every actor (logical CPUs: two cores may host four actors)
+        if address is None:  # a new local cluster ("local": never one found running here) with room for every
+            # actor (logical CPUs: two cores may host four actors)
             kwargs["num_cpus"] = max(os.cpu_count() or 1, int(self.workers * self.num_cpus + 0.999))
         try:
-            self.ray.init(address=address, **kwargs)
+            self.ray.init(address=address or "local", **kwargs)
         except ConnectionError as exc:
             raise ConfigError(f"executor 'ray': no Ray cluster at address {address!r} ({exc}); start one with "
                               f"`ray start --head`, or leave ray.address out to start a local one") from None

@@ -32,6 +32,16 @@ CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
 """
 
 
+def _kept_in_memory(directory: Path) -> str:
+    """Why a study directory has no database: its config kept the trials in memory."""
+    config = directory / "config.yaml"
+    try:
+        memory = config.is_file() and "\nstore: memory\n" in "\n" + config.read_text()
+    except OSError:
+        memory = False
+    return "; its config says store: memory, which keeps nothing after the search ended" if memory else ""
+
+
 class SQLiteStore:
     """See :mod:`nasforge.store.base` for the contract."""
 
@@ -46,7 +56,7 @@ class SQLiteStore:
         self.damaged: list[str] = []  # rows that could not be read (what is damaged, for the user)
         exists = self.path.exists()
         if not exists and (not create or read_only):
-            raise StoreError(f"No study at {str(self.directory)!r} (no {DB_NAME} there)")
+            raise StoreError(f"No study at {str(self.directory)!r} (no {DB_NAME} there{_kept_in_memory(self.directory)})")
         wal = self.path.with_name(DB_NAME + "-wal")  # in WAL mode the data may all sit there, before a checkpoint
         if (exists and (read_only or not create) and self.path.stat().st_size == 0
                 and not (wal.exists() and wal.stat().st_size > 0)):  # a new search may take an empty file over

@@ -198,18 +198,17 @@ def regret_after(trials: Sequence[Any], queries: int | None = None) -> float | N
 
 def replay_study(strategy: Any, scheduler: Any = None, *, queries: int, seed: int, directory: str | Path,
                  workers: int = 1, dataset: str = "cifar10", budget: float = FINAL_BUDGET,
-                 root: str | Path | None = None) -> Any:
+                 root: str | Path | None = None, executor: str = "simulated") -> Any:
     """Run a study on the NB201 replay and return the finished :class:`~nasforge.study.Study`.
 
     ``strategy`` / ``scheduler``: registered names or objects (scheduler None: full budget);
     ``queries`` caps the trials started (``max_trials``); ``budget`` is the study's max budget
     (epochs: 200 reads the final test accuracy, below 200 the 12-epoch validation accuracy);
-    ``workers`` simulated workers on a :class:`SimulatedExecutor`; objective val_loss/min.
+    ``workers`` simulated workers on a :class:`SimulatedExecutor` (``executor``: another
+    registered one, e.g. ``ray`` or ``pool``, with real workers); objective val_loss/min.
     ``directory`` holds the study's SQLite store; one holding an unfinished replay study resumes it.
     """
-    from nasforge.execution.simulated import (
-        SimulatedExecutor,  # imported here: train must not need the study layer
-    )
+    from nasforge.execution import EXECUTORS, ExecutorOptions  # imported here: train must not need the study layer
     from nasforge.execution.worker import WorkerContext
     from nasforge.schedulers import SCHEDULERS
     from nasforge.space.space import Space
@@ -226,7 +225,7 @@ def replay_study(strategy: Any, scheduler: Any = None, *, queries: int, seed: in
     strategy = STRATEGIES.get(strategy)() if isinstance(strategy, str) else strategy
     scheduler = SCHEDULERS.get(scheduler or "full")() if scheduler is None or isinstance(scheduler, str) else scheduler
     study = Study(directory=directory, space=space, data=None, evaluator=lookup, strategy=strategy, scheduler=scheduler,
-                  executor_factory=lambda: SimulatedExecutor(context, workers), objective=Objective("val_loss", "min"),
+                  executor_factory=lambda: EXECUTORS.get(executor)(context, ExecutorOptions(workers)), objective=Objective("val_loss", "min"),
                   seed=seed, max_budget=budget, max_trials=queries)
     return study.run()
 
