@@ -4,10 +4,11 @@
     python benchmarks/ray_executor.py hyperband   # the chapter's Hyperband on digits, 2 workers, fresh processes
 
 ``replay``: random search over the NB201 replay (table lookups: the jobs cost next to nothing, so
-this measures the executors' own overhead), 1,000 trials on 4 workers, on Ray (a local cluster
-started by the executor) and on the local process pool, each timed from the study's start to its
-end (Ray's start-up apart). Counts lost trials (fewer than 1,000 finished), duplicated ones (an id
-or a rung recorded twice) and trials that differ from the simulated executor's (the reference).
+this measures the executors' own overhead), 1,000 and 5,000 trials on 4 workers, on Ray (a local
+cluster of 4 CPUs, its start-up apart) and on the local process pool, each timed from the study's
+start to its end. Counts lost trials (fewer than asked finished), duplicated ones (an id or a rung
+recorded twice) and trials that differ from the simulated executor's (the reference), and splits
+each executor's time into a fixed cost per study and a rate per trial.
 
 ``hyperband``: ``nasforge search examples/chapter_hyperband.yaml --dataset digits --workers 2``
 with ``--executor batched`` (the local batched pool, the default for the built-in trainer) and
@@ -34,32 +35,42 @@ def replay(args: argparse.Namespace) -> None:
 
     from nasforge.train.tabular import replay_study
 
+    sizes = (args.trials, 5 * args.trials)
+    print(f"random search on the NB201 replay: {sizes[0]} and {sizes[1]} trials, {args.workers} workers")
+    print(f"{'executor':10} {'trials':>6} {'seconds':>8} {'trials/s':>9} {'lost':>5} {'duplicated':>10} {'differ':>7}")
+    seconds: dict[tuple[str, int], float] = {}
     with tempfile.TemporaryDirectory(prefix="nasforge-ray-bench-") as scratch:
-        reference = replay_study("random", queries=args.trials, seed=0, workers=args.workers,
-                                 directory=Path(scratch) / "simulated")
-        expected = [(t.id, t.arch) for t in reference.trials]
-        print(f"random search on the NB201 replay: {args.trials} trials, {args.workers} workers")
-        print(f"{'executor':10} {'seconds':>8} {'trials/s':>9} {'lost':>5} {'duplicated':>10} {'differ':>7}")
-        rates = {}
-        for executor in ("pool", "ray"):
-            if executor == "ray":
+        for n in sizes:
+            reference = replay_study("random", queries=n, seed=0, workers=args.workers, directory=Path(scratch) / f"sim{n}")
+            expected = [(t.id, t.arch) for t in reference.trials]
+            for executor in ("pool", "ray"):
+                if executor == "ray" and not ray.is_initialized():
+                    start = time.perf_counter()
+                    ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
+                    print(f"(Ray's local cluster started in {time.perf_counter() - start:.1f} s, not counted)")
                 start = time.perf_counter()
-                ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
-                print(f"(Ray's local cluster started in {time.perf_counter() - start:.1f} s, not counted)")
-            start = time.perf_counter()
-            study = replay_study("random", queries=args.trials, seed=0, workers=args.workers, executor=executor,
-                                 directory=Path(scratch) / executor)
-            seconds = time.perf_counter() - start
-            trials = study.trials
-            finished = [t for t in trials if t.state.finished]
-            lost = args.trials - len(finished)
-            duplicated = (len(trials) - len({t.id for t in trials})) + sum(len(t.rungs) - 1 for t in trials if t.rungs)
-            differ = sum(1 for got, want in zip([(t.id, t.arch) for t in trials], expected) if got != want)
-            differ += abs(len(trials) - len(expected))
-            rates[executor] = len(finished) / seconds
-            print(f"{executor:10} {seconds:8.2f} {rates[executor]:9.0f} {lost:5d} {duplicated:10d} {differ:7d}")
-        print(f"Ray / local pool, trials per second: {rates['ray'] / rates['pool']:.2f}")
+                study = replay_study("random", queries=n, seed=0, workers=args.workers, executor=executor,
+                                     directory=Path(scratch) / f"{executor}{n}")
+                seconds[executor, n] = time.perf_counter() - start
+                trials = study.trials
+                lost = n - sum(1 for t in trials if t.state.finished)
+                duplicated = (len(trials) - len({t.id for t in trials})) + sum(len(t.rungs) - 1 for t in trials if t.rungs)
+                differ = sum(1 for got, want in zip([(t.id, t.arch) for t in trials], expected) if got != want)
+                differ += abs(len(trials) - len(expected))
+                print(f"{executor:10} {n:6d} {seconds[executor, n]:8.2f} {n / seconds[executor, n]:9.0f} {lost:5d} "
+                      f"{duplicated:10d} {differ:7d}")
         ray.shutdown()
+    # Each study pays a fixed cost (the pool forks its workers; Ray starts actor processes, which
+    # import torch and read the context): what the extra trials cost tells the two apart.
+    for executor in ("pool", "ray"):
+        extra = seconds[executor, sizes[1]] - seconds[executor, sizes[0]]
+        rate = (sizes[1] - sizes[0]) / extra
+        fixed = seconds[executor, sizes[0]] - sizes[0] / rate
+        print(f"{executor}: {rate:.0f} trials/s beyond the first {sizes[0]}; fixed cost per study {fixed:.2f} s")
+    ratio = ((sizes[1] - sizes[0]) / (seconds["ray", sizes[1]] - seconds["ray", sizes[0]])) / \
+        ((sizes[1] - sizes[0]) / (seconds["pool", sizes[1]] - seconds["pool", sizes[0]]))
+    print(f"Ray / local pool, trials per second beyond the start: {ratio:.2f}; "
+          f"whole {sizes[0]}-trial study: {seconds['pool', sizes[0]] / seconds['ray', sizes[0]]:.2f}")
 
 
 def _timed(command: list[str], cwd: Path) -> float:
