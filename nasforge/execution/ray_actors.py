@@ -155,7 +155,8 @@ class RayExecutor:
 
     def _connect(self, address: str | None) -> None:
         import logging
-        kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False}
+        # ERROR: Ray's start-up warnings (its token authentication, on by default) would break the progress bar
+        kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "include_dashboard": False}
         if address is None:  # a new local cluster ("local": never one found running here) with room for every
             # actor (logical CPUs: two cores may host four actors)
             kwargs["num_cpus"] = max(os.cpu_count() or 1, int(self.workers * self.num_cpus + 0.999))
