@@ -247,9 +247,13 @@ def stored_config(directory: str | Path) -> tuple[StudyConfig, str | None]:
     return parse_config(data, f"stored in {directory}"), reason  # type: ignore[return-value]
 
 
-def open_study(directory: str | Path, objects: Objects | None = None) -> Study:
-    """An existing study, rebuilt from its stored config (objects replace what cannot be stored)."""
+def open_study(directory: str | Path, objects: Objects | None = None, where: dict[str, Any] | None = None) -> Study:
+    """An existing study, rebuilt from its stored config (objects replace what cannot be stored).
+    ``where``: where it runs now (``executor``, ``workers``, ``ray``), which changes no trial: the
+    same study gives the same trials on every executor."""
     cfg, reason = stored_config(directory)
+    if where:
+        cfg = parse_config({**cfg.model_dump(mode="json"), **where}, f"stored in {directory}, with {where}")
     objects = objects or Objects()
     if reason and objects.space is None and objects.data is None and objects.evaluate is None and objects.strategy is None:
         raise ConfigError(f"the study in {str(directory)!r} was made from Python objects ({reason}); "

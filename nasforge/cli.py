@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("resume", help="finish an interrupted search")
     r.add_argument("directory")
+    r.add_argument("--executor", help="run the rest elsewhere (the same trials on every executor)")
+    r.add_argument("--address", help="with Ray: another cluster to join (auto, host:port), or local to start one here")
     r.add_argument("--quiet", action="store_true")
 
     st = sub.add_parser("status", help="trials and best architecture of a study")
@@ -187,6 +189,9 @@ def _summary(study: Any) -> None:
         return
     console.print(f"best architecture (trial {best.id}, {safe(study.objective.metric)} = {best.metrics[study.objective.metric]:.4f}):")
     console.print_json(json.dumps(best.arch))
+    if study.store.location == "memory":  # nothing of the trials outlives this process
+        console.print("(store: memory: the trials are not kept; use store: sqlite to report on or export them later)")
+        return
     console.print(f"next: nasforge status {safe(study.directory)}   |   nasforge export {safe(study.directory)}")
 
 
@@ -196,11 +201,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     overrides = {"seed": args.seed, "space": args.space, "dataset": args.dataset, "strategy": args.strategy,
                  "scheduler": args.scheduler, "trials": args.trials, "budget": args.budget, "workers": args.workers,
                  "out": args.out, "executor": args.executor}
-    if args.address:
-        overrides["ray"] = {"address": args.address}
     cfg = load_config(args.config, overrides)
+    if args.address:
+        cfg = load_config(args.config, {**overrides, **_where(args, cfg)})
     study = create_study(cfg)
     args.directory = str(study.directory)  # for the resume hint if interrupted
+    args.in_memory = study.store.location == "memory"
     start = time.perf_counter()
     _run_study(study, args.quiet, study.expected_jobs())
     _console().print(f"finished in {time.perf_counter() - start:.1f}s")
@@ -219,9 +225,24 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _where(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """The config entries of --executor and --address (which means Ray: --executor may be left out),
+    over the config ``cfg``."""
+    from nasforge.errors import ConfigError
+    where: dict[str, Any] = {"executor": args.executor} if args.executor else {}
+    if args.address:
+        executor = args.executor or cfg.executor
+        if executor not in ("auto", "ray") or (args.executor and args.executor != "ray"):
+            raise ConfigError(f"--address joins a Ray cluster: it needs --executor ray (the executor is {executor!r})")
+        ray = cfg.ray.model_dump() if cfg.ray is not None else {}
+        where.update(executor="ray", ray={**ray, "address": None if args.address == "local" else args.address})
+    return where
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from nasforge.api import open_study
-    study = open_study(args.directory)
+    from nasforge.api import stored_config
+    study = open_study(args.directory, where=_where(args, stored_config(args.directory)[0]))
     _run_study(study, args.quiet, study.expected_jobs())
     _summary(study)
     return 0
@@ -357,7 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         where = getattr(args, "directory", None) or "DIR"
-        print(f"\nnasforge: interrupted; finished trials are saved. Continue with: nasforge resume {where}", file=sys.stderr)
+        if getattr(args, "in_memory", False):
+            print("\nnasforge: interrupted; the study kept its trials in memory (store: memory): nothing to resume",
+                  file=sys.stderr)
+        else:
+            print(f"\nnasforge: interrupted; finished trials are saved. Continue with: nasforge resume {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

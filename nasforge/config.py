@@ -7,6 +7,7 @@ Every component (space, dataset, strategy, scheduler) is written either as a nam
 from __future__ import annotations
 
 from pathlib import Path
+import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -232,10 +233,11 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     for part in loc:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
+        options = typing.get_args(annotation) or (annotation,)  # an optional section: X | None
+        models = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not models:
             return None
+        model = models[0]
     return model
 
 

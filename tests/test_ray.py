@@ -134,6 +134,7 @@ def _remove_named_node(cluster, named: Path, stop: threading.Event) -> None:
 
 def test_checkpoints_in_a_shared_directory(ray_cluster, local_pool, split_every_poll, tmp_path):
     shared = tmp_path / "shared"
+    shared.mkdir()
     study = nasforge.search(faulty_mlp, "digits", "random", "hyperband", budget=9, trials=30, seed=1, workers=2,
                             executor="ray", ray={"checkpoint_dir": str(shared)}, out=tmp_path / "study")
     assert _record(study) == local_pool  # promotions continued from the shared checkpoints
@@ -157,3 +158,38 @@ def test_an_address_where_nothing_answers_is_said_at_once(tmp_path):
         nasforge.search("mlp", "iris", executor="ray", ray={"address": "127.0.0.1:9"}, out=tmp_path / "s")
     with pytest.raises(ConfigError, match="is not 'auto' or host:port"):
         nasforge.search("mlp", "iris", executor="ray", ray={"address": "nowhere"}, out=tmp_path / "t")
+
+
+def test_settings_no_cluster_can_serve_are_said_before_any_trial(tmp_path):
+    with pytest.raises(ConfigError, match="Ray Client addresses are not supported"):
+        nasforge.search("mlp", "iris", executor="ray", ray={"address": "ray://head:10001"}, out=tmp_path / "a")
+    with pytest.raises(ConfigError, match="checkpoint_dir .* is not a directory"):
+        nasforge.search("mlp", "iris", executor="ray", ray={"checkpoint_dir": str(tmp_path / "none")}, out=tmp_path / "b")
+    assert not (tmp_path / "none").exists() and not (tmp_path / "a").exists()
+
+
+def test_more_gpus_than_the_cluster_has_is_refused_at_once(ray_cluster, tmp_path):
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="ray.num_gpus 1: no node of the Ray cluster has that many GPUs"):
+        nasforge.search("mlp", "iris", executor="ray", ray={"num_gpus": 1}, trials=2, budget=1, out=tmp_path / "s")
+    assert time.monotonic() - start < 60  # not Ray's wait for a node that never comes
+
+
+def test_resume_elsewhere_with_the_same_trials(tmp_path):
+    """A study stopped mid-way and resumed on another executor finishes with the trials it would
+    have had (losses to the two trainers' tolerance)."""
+    from nasforge.api import open_study
+    config = dict(budget=3, trials=8, seed=2, workers=2)
+    reference = nasforge.search("mlp", "iris", executor="batched", store="memory", **config)
+
+    def stop_after_two(study, trial):
+        if sum(t.state.finished for t in study.trials) >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nasforge.search("mlp", "iris", executor="pool", out=tmp_path / "a", on_trial_end=stop_after_two, **config)
+    resumed = open_study(tmp_path / "a", where={"executor": "serial"}).run().trials
+    assert [(t.arch, t.state) for t in resumed] == [(t.arch, t.state) for t in reference.trials]
+    assert [t.loss for t in resumed] == pytest.approx([t.loss for t in reference.trials], rel=2e-3)
+    with pytest.raises(ConfigError, match="unknown executor 'nowhere'"):
+        open_study(tmp_path / "a", where={"executor": "nowhere"})

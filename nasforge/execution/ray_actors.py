@@ -49,7 +49,14 @@ def check_settings(settings: dict[str, Any]) -> None:
     (Ray itself waits a minute or more on one that does not)."""
     require_ray()
     address = settings.get("address")
-    if address and address != "auto" and "://" not in address:
+    if address and "://" in address:
+        raise ConfigError(f"ray.address {address!r}: Ray Client addresses are not supported; run nasforge on a node "
+                          f"of the cluster with address auto (or the head's host:port)")
+    folder = settings.get("checkpoint_dir")
+    if folder and not Path(folder).is_dir():
+        raise ConfigError(f"ray.checkpoint_dir {folder!r} is not a directory; give one that exists and that every "
+                          f"node reads and writes (e.g. on NFS), or leave it out to send checkpoints back to the driver")
+    if address and address != "auto":
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"ray.address {address!r} is not 'auto' or host:port (e.g. 10.0.0.5:6379)")
@@ -58,6 +65,9 @@ def check_settings(settings: dict[str, Any]) -> None:
         except OSError as exc:
             raise ConfigError(f"ray.address {address!r}: nothing answers there ({exc}); start the head node with "
                               f"`ray start --head --port {port}`, or leave ray.address out to start a local cluster") from None
+
+
+JOB_LEVEL = ("working_dir", "py_modules")  # runtime_env fields Ray takes only from ray.init (uploaded once per job)
 
 
 class RayWorker:
@@ -134,11 +144,15 @@ class RayExecutor:
         self._shared = checkpoint_dir
         self._owns_ray = not self.ray.is_initialized()
         if self._owns_ray:
-            self._connect(address)
+            self._connect(address, runtime_env)
+        elif any(key in (runtime_env or {}) for key in JOB_LEVEL):
+            raise ConfigError(f"ray.runtime_env's {', '.join(JOB_LEVEL)} take effect where nasforge starts or joins the "
+                              f"cluster, not in a process that called ray.init itself: pass them to your ray.init")
+        self._check_resources()
         self.plan = ShardPlan(context, workers)  # as the local batched pool: the same shards, the same results
         self._context_ref = self.ray.put(context)  # once: every actor reads the data from the object store
         self._actor_class = self.ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0)(RayWorker).options(
-            runtime_env=_with_import_path(runtime_env))
+            runtime_env=_with_import_path(runtime_env))  # the job's runtime_env too, with the driver's import path
         self._live: list[Any] = []
         self._starting: dict[Any, Any] = {}  # actor -> its ready() ref
         for _ in range(workers):
@@ -153,18 +167,31 @@ class RayExecutor:
     def from_options(cls, context: WorkerContext, options: ExecutorOptions) -> "RayExecutor":
         return cls(context, options.workers, **options.settings)
 
-    def _connect(self, address: str | None) -> None:
+    def _connect(self, address: str | None, runtime_env: dict[str, Any] | None) -> None:
         import logging
         # ERROR: Ray's start-up warnings (its token authentication, on by default) would break the progress bar
-        kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "include_dashboard": False}
+        kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "include_dashboard": False,
+                                  "runtime_env": runtime_env or None}
         if address is None:  # a new local cluster ("local": never one found running here) with room for every
             # actor (logical CPUs: two cores may host four actors)
             kwargs["num_cpus"] = max(os.cpu_count() or 1, int(self.workers * self.num_cpus + 0.999))
         try:
             self.ray.init(address=address or "local", **kwargs)
         except ConnectionError as exc:
-            raise ConfigError(f"executor 'ray': no Ray cluster at address {address!r} ({exc}); start one with "
-                              f"`ray start --head`, or leave ray.address out to start a local one") from None
+            raise ConfigError(f"executor 'ray': cannot join the Ray cluster at {address!r} ({_first_line(exc)}); start "
+                              f"one with `ray start --head`, or, if it uses token authentication (Ray 2.52+), set "
+                              f"RAY_AUTH_MODE=token here with its token; or leave ray.address out to start a local one "
+                              f"(`nasforge resume DIR --address local`)") from None
+
+    def _check_resources(self) -> None:
+        """A cluster that cannot hold even one actor is said now (Ray would wait for one forever)."""
+        total = self.ray.cluster_resources()
+        for name, needed in (("CPU", self.num_cpus), ("GPU", self.num_gpus)):
+            if needed > total.get(name, 0.0):
+                if self._owns_ray:
+                    self.ray.shutdown()
+                raise ConfigError(f"ray.num_{name.lower()}s {needed:g}: no node of the Ray cluster has that many "
+                                  f"{name}s (it has {total.get(name, 0.0):g} in all); lower it, or add a node that has them")
 
     def _start_actor(self) -> None:
         threads = self.context.threads or max(1, int(self.num_cpus))
@@ -287,20 +314,22 @@ class RayExecutor:
 
 
 def _with_import_path(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
-    """The user's runtime environment for the actors, with the folders this driver imports user
-    modules from (a config's ``mymodule:space``, a test's module) on their PYTHONPATH, unless it
-    sets one: on this machine's nodes they then import what the driver imports; on other machines
-    a folder that is not there is skipped (install the modules there, or ship them with
+    """The actors' runtime environment: the user's, less what only the job takes (given to
+    ``ray.init``), with the folders this driver imports user modules from (a config's
+    ``mymodule:space``, a test's module) on their PYTHONPATH unless the user ships code or sets
+    one: on this machine's nodes they then import what the driver imports; on other machines a
+    folder that is not there is skipped (install the modules there, or ship them with
     ``runtime_env: {working_dir: ...}``)."""
-    env = dict(runtime_env or {})
+    env = {key: value for key, value in (runtime_env or {}).items() if key not in JOB_LEVEL}
     env_vars = dict(env.get("env_vars") or {})
-    if "PYTHONPATH" not in env_vars:
+    if "PYTHONPATH" not in env_vars and not any(key in (runtime_env or {}) for key in JOB_LEVEL):
         installed = {os.path.realpath(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}}
         own = [os.path.realpath(p or os.getcwd()) for p in sys.path]
         folders = [p for p in dict.fromkeys(own)
                    if os.path.isdir(p) and not any(p == i or p.startswith(i + os.sep) for i in installed)]
         env_vars["PYTHONPATH"] = os.pathsep.join(folders)
-    env["env_vars"] = env_vars
+    if env_vars:
+        env["env_vars"] = env_vars
     return env
 
 
