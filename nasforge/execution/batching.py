@@ -48,8 +48,7 @@ class BatchRunner:
         """Events in the order of ``jobs`` and the new checkpoints by relative path (not written:
         the caller keeps them)."""
         events: dict[int, JobEvent] = {}
-        checkpoints = Collected(saved) if self.context.directory else None
-        made = checkpoints.made if checkpoints is not None else {}
+        checkpoints = Collected(saved) if self.context.directory else None  # none without a study directory
         groups: dict[tuple[Any, ...], list[tuple[int, Job, Candidate, torch.Tensor, float]]] = {}
         for n, job in enumerate(jobs):
             start = time.perf_counter()
@@ -65,7 +64,8 @@ class BatchRunner:
                 n, job = members[0][0], members[0][1]
                 events[n] = run_job(self.context, job, checkpoints)
                 continue
-            events.update(self._train(members, made, checkpoints))
+            events.update(self._train(members, checkpoints))
+        made = checkpoints.made if checkpoints is not None else {}
         return [events[n] for n in sorted(events)], made  # submission order: the study stays deterministic
 
     def _prepare(self, job: Job, saved: Callable[[str], Payload | None]) -> tuple[Candidate, torch.Tensor] | None:
@@ -91,7 +91,7 @@ class BatchRunner:
         except Exception:  # noqa: BLE001 - let the one-by-one path run it and report the error
             return None
 
-    def _train(self, members: list[tuple[int, Job, Candidate, torch.Tensor, float]], made: dict[str, Payload],
+    def _train(self, members: list[tuple[int, Job, Candidate, torch.Tensor, float]],
                checkpoints: Collected | None) -> dict[int, JobEvent]:
         start = time.perf_counter()
         try:
@@ -110,8 +110,8 @@ class BatchRunner:
                 out[n] = JobEvent(job, error=error_text(exc), duration=share + prep)
                 continue
             written = None
-            if cand.result.state is not None and job.checkpoint_out and self.context.directory:
-                made[job.checkpoint_out] = {"evaluator": cand.result.state, "torch_rng": rng}
+            if cand.result.state is not None and job.checkpoint_out and checkpoints is not None:
+                checkpoints.put(job.checkpoint_out, {"evaluator": cand.result.state, "torch_rng": rng})
                 written = job.checkpoint_out
             out[n] = JobEvent(job, metrics, list(cand.result.curve), None, share + prep, written,
                               retrained=bool(job.checkpoint_in) and cand.state is None)
