@@ -75,9 +75,6 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     if kind == "ray":  # Ray missing or a wrong address is said now, before any work
         from nasforge.execution.ray_actors import check_settings
         check_settings(options.settings)
-    if kind == "ray":  # Ray missing or a wrong address is said now, before any work
-        from nasforge.execution.ray_actors import check_settings
-        check_settings(options.settings)
     return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
                  executor_factory=lambda: make_executor(context_for_workers, options),
                  alone_factory=lambda: ProcessPoolExecutor(context_for_workers, 1), objective=_objective(cfg),
