@@ -182,11 +182,14 @@ def test_resume_elsewhere_with_the_same_trials(tmp_path):
     config = dict(budget=3, trials=8, seed=2, workers=2)
     reference = nasforge.search("mlp", "iris", executor="batched", store="memory", **config)
 
+    class Stop(Exception):
+        """Stops the study as Ctrl-C does (a KeyboardInterrupt would end the xdist worker itself)."""
+
     def stop_after_two(study, trial):
         if sum(t.state.finished for t in study.trials) >= 2:
-            raise KeyboardInterrupt
+            raise Stop
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Stop):
         nasforge.search("mlp", "iris", executor="pool", out=tmp_path / "a", on_trial_end=stop_after_two, **config)
     resumed = open_study(tmp_path / "a", where={"executor": "serial"}).run().trials
     assert [(t.arch, t.state) for t in resumed] == [(t.arch, t.state) for t in reference.trials]
