@@ -21,12 +21,20 @@ ALONE = {"serial", "pool", "simulated"}
 
 
 @pytest.fixture
-def cluster_for(request):
-    """The Ray cluster where the executor is Ray (nothing elsewhere)."""
+def cluster_for():
+    """A local Ray cluster for this test alone where the executor is Ray (nothing elsewhere): it
+    is shut down before the next test, since forking a process that runs Ray (the pool's
+    workers) can kill it."""
+    started = []
+
     def use(name: str) -> None:
         if name == "ray":
-            request.getfixturevalue("ray_cluster")
-    return use
+            import ray
+            ray.init(address="local", num_cpus=2, logging_level="ERROR", log_to_driver=False)
+            started.append(ray)
+    yield use
+    for ray in started:
+        ray.shutdown()
 
 
 @functools.lru_cache(maxsize=None)  # the references, once per process

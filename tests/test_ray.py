@@ -179,7 +179,7 @@ def test_resume_elsewhere_with_the_same_trials(tmp_path):
     """A study stopped mid-way and resumed on another executor finishes with the trials it would
     have had (losses to the two trainers' tolerance)."""
     from nasforge.api import open_study
-    config = dict(budget=3, trials=8, seed=2, workers=2)
+    config = dict(budget=3, trials=8, seed=2)  # one worker: forking a process that runs Ray (this one) can kill it
     reference = nasforge.search("mlp", "iris", executor="batched", store="memory", **config)
 
     class Stop(Exception):
@@ -190,8 +190,8 @@ def test_resume_elsewhere_with_the_same_trials(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        nasforge.search("mlp", "iris", executor="pool", out=tmp_path / "a", on_trial_end=stop_after_two, **config)
-    resumed = open_study(tmp_path / "a", where={"executor": "serial"}).run().trials
+        nasforge.search("mlp", "iris", executor="serial", out=tmp_path / "a", on_trial_end=stop_after_two, **config)
+    resumed = open_study(tmp_path / "a", where={"executor": "batched"}).run().trials
     assert [(t.arch, t.state) for t in resumed] == [(t.arch, t.state) for t in reference.trials]
     assert [t.loss for t in resumed] == pytest.approx([t.loss for t in reference.trials], rel=2e-3)
     with pytest.raises(ConfigError, match="unknown executor 'nowhere'"):
