@@ -6,7 +6,7 @@ Adam over each candidate's own unpadded parameters, the products register-blocke
 kernels, built with ``-ffast-math`` so that tanh vectorises (glibc's vector math; a real one would
 need its own vectorised activations, as fast-math drops NaN semantics). It checks that three steps
 give the same losses as
-:class:`~nasforge.train.stacked_mlp.MLPNet` from the same weights, then times both on the same
+:class:`~nasforge.engine.stacked_mlp.MLPNet` from the same weights, then times both on the same
 group (one thread).
 
     python benchmarks/compiled_step_probe.py                          # 18 candidates, ReLU and tanh
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasforge.train.mlp_layout import mlp_shape, stack_order
-from nasforge.train.stacked_mlp import MLPNet
+from nasforge.engine.mlp_layout import mlp_shape, stack_order
+from nasforge.engine.stacked_mlp import MLPNet
 from nasforge.train.trainer import SupervisedTrainer
 
 SOURCE = Path(__file__).resolve().parent / "compiled_step" / "step.cpp"

@@ -98,7 +98,7 @@ class GroupRecord:
 
 def record_groups(config: Path, seed: int) -> list[GroupRecord]:
     """Run the study with the population trainer's group loop timed and sized."""
-    from nasforge.train import population
+    from nasforge.engine import population
 
     records: list[GroupRecord] = []
     original = population._Loop.train

@@ -26,7 +26,7 @@ from nasforge.store.sqlite import DB_NAME, SQLiteStore
 from nasforge.store.lock import StudyLock
 from nasforge.study import Study
 from nasforge.train.data import Data
-from nasforge.train.evaluator import trial_parameters
+from nasforge.train.evaluator import TrainsTogether, trial_parameters
 from nasforge.train.trainer import SupervisedTrainer
 from nasforge.types import Constraint, Objective
 
@@ -68,8 +68,8 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     context_for_workers = WorkerContext(space, data, evaluator, str(directory), hardware=_hardware(cfg, data, space),
                                         timeout=cfg.trial_timeout)
     kind = cfg.executor
-    if kind == "auto":  # the built-in trainer: train compatible candidates together, in each process
-        kind = "batched" if isinstance(evaluator, SupervisedTrainer) else ("serial" if cfg.workers == 1 else "pool")
+    if kind == "auto":  # an evaluator that trains models together (the built-in one) does, in each process
+        kind = "batched" if isinstance(evaluator, TrainsTogether) else ("serial" if cfg.workers == 1 else "pool")
     make_executor = EXECUTORS.get(kind)
     options = ExecutorOptions(cfg.workers, cfg.trial_timeout, cfg.ray.model_dump() if cfg.ray else {})
     if kind == "ray":  # Ray missing or a wrong address is said now, before any work

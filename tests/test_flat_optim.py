@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nasforge.train.flat_optim import FusedFlatAdam, flat_optimizer
+from nasforge.engine.flat_optim import FusedFlatAdam, flat_optimizer
+from nasforge.private_api import fused_adam_kernel
 from nasforge.train.trainer import SupervisedTrainer
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -24,7 +25,7 @@ def test_equals_torch_optim_fused_and_shares_its_state(name):
     ours, theirs = start.clone().requires_grad_(), start.clone().requires_grad_()
     reference = OPTIMIZERS[name]([theirs], lr=0.01, weight_decay=0.1, fused=True)
     group = {k: v for k, v in reference.state_dict()["param_groups"][0].items() if k != "params"}
-    direct = FusedFlatAdam(ours, name, group)
+    direct = FusedFlatAdam(ours, name, group, fused_adam_kernel(name))
     _steps(direct, ours, grads[:3])
     _steps(reference, theirs, grads[:3])
     assert torch.equal(ours, theirs)
@@ -33,7 +34,7 @@ def test_equals_torch_optim_fused_and_shares_its_state(name):
         assert torch.equal(direct.state[ours][key], reference.state[theirs][key]), key
     # a state handed over continues identically: torch.optim's state into ours
     moved = theirs.detach().clone().requires_grad_()
-    resumed = FusedFlatAdam(moved, name, group)
+    resumed = FusedFlatAdam(moved, name, group, fused_adam_kernel(name))
     resumed.state[moved] = {k: v.clone() for k, v in reference.state[theirs].items()}
     _steps(resumed, moved, grads[3:])
     _steps(reference, theirs, grads[3:])

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from nasforge.train.losses import TRANSPOSED_FROM, cross_entropy, log_softmax_classes
+from nasforge.engine.losses import TRANSPOSED_FROM, cross_entropy, log_softmax_classes
 
 
 @pytest.mark.parametrize("shape", [(1, 4, 3), (3, 32, 3), (25, 32, 10), (4, 594, 10), (2, 7, 1)])

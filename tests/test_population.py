@@ -14,7 +14,7 @@ import nasforge
 from nasforge.datasets import load_dataset
 from nasforge.space import Space
 from nasforge.spaces.mlp import mlp
-from nasforge.train.population import PopulationTrainer, mlp_shape
+from nasforge.engine.population import PopulationTrainer, mlp_shape
 from nasforge.train.trainer import SupervisedTrainer
 from rounding import LOSS, WEIGHT, assert_trains_as_alone, rounding_spread
 
@@ -112,7 +112,7 @@ def test_a_group_of_mixed_depths_trains_as_each_alone(iris, monkeypatch, optimiz
     """Depths 0 to 4 in one group (forced: every merge 'saves'), widths and activations mixed,
     a shallow candidate wider than the deep ones: each trains, exports and continues as alone,
     and states trained alone load into such a group."""
-    from nasforge.train import grouping
+    from nasforge.engine import grouping
 
     monkeypatch.setattr(grouping, "step_cost", lambda shapes, batch: 1.0 if shapes else 0.0)
     specs = [[], [30], [5, 7], [9, 4, 6], [3, 8, 2, 5], [12, 3], [40], [6, 6, 6, 6]]
@@ -168,8 +168,8 @@ def stacked_nets(specs, acts, task="classification", n_out=3, count=2):
     activation ``acts[i]`` (seed i), rows in stacking order."""
     from types import SimpleNamespace
 
-    from nasforge.train.mlp_layout import stack_order
-    from nasforge.train.stacked_mlp import MLPNet
+    from nasforge.engine.mlp_layout import stack_order
+    from nasforge.engine.stacked_mlp import MLPNet
 
     shapes = []
     for i, (widths, act) in enumerate(zip(specs, acts)):
@@ -212,8 +212,8 @@ def test_a_step_predicts_extra_inputs_with_the_weights_it_started_from(iris, tas
 def test_small_validation_sets_ride_on_the_next_step_and_large_ones_do_not(iris, monkeypatch):
     """An epoch's validation is computed in the next step's forward pass when the validation set
     is small, in a pass of its own otherwise (the last epoch's always): the curves agree."""
-    from nasforge.train import population
-    from nasforge.train.stacked_mlp import MLPNet
+    from nasforge.engine import population
+    from nasforge.engine.stacked_mlp import MLPNet
 
     space, population_archs = archs(iris, 6, seed=4)
     trainer = SupervisedTrainer(optimizer="adam", lr=0.01, device="cpu")
@@ -236,7 +236,7 @@ def test_small_validation_sets_ride_on_the_next_step_and_large_ones_do_not(iris,
 
 
 def test_a_vmap_step_predicts_extra_inputs_with_the_weights_it_started_from(iris):
-    from nasforge.train.vmap_net import VmapNet
+    from nasforge.engine.vmap_net import VmapNet
 
     trainer = SupervisedTrainer(optimizer="adam", lr=0.01, device="cpu")
     models = []
@@ -270,7 +270,7 @@ def test_workspaces_of_several_batch_shapes_give_the_results_of_fresh_buffers(ir
 
 
 def test_stacked_rows_must_go_deepest_first():
-    from nasforge.train.mlp_layout import layout
+    from nasforge.engine.mlp_layout import layout
 
     shallow, deep = [nn.Linear(4, 3)], [nn.Linear(4, 5), nn.Linear(5, 3)]
     assert layout([deep, shallow]).rows == [1, 2]
@@ -303,7 +303,7 @@ def test_layers_of_one_activation_match_autograd(iris, make_act):
 
 
 def test_the_onednn_switch_is_restored_when_a_kernel_fails():
-    from nasforge.train.activations import _native_if_small
+    from nasforge.engine.activations import _native_if_small
 
     def fails(x):
         assert not torch._C._get_mkldnn_enabled()
@@ -519,7 +519,7 @@ def test_a_study_of_repeated_cnns_runs_batched_as_serial(tmp_path):
 
 @pytest.mark.parametrize("max_bytes", [1, 200, 1 << 20])
 def test_batches_gathered_in_chunks_equal_indexing_each_step(max_bytes):
-    from nasforge.train.population import _Batches
+    from nasforge.engine.population import _Batches
 
     x, y = torch.randn(23, 3, 2), torch.arange(23)
     orders = torch.stack([torch.randperm(23, generator=torch.Generator().manual_seed(s)) for s in range(4)])

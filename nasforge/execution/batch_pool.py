@@ -27,7 +27,7 @@ from nasforge.execution.base import Job, JobEvent
 from nasforge.execution.batching import BatchingExecutor, BatchRunner
 from nasforge.store.checkpoints import Payload
 from nasforge.execution.worker import WorkerContext
-from nasforge.train.mlp_layout import ROW_LAYER_US, US_PER_MFLOP
+from nasforge.engine.mlp_layout import ROW_LAYER_US, US_PER_MFLOP
 from nasforge.train.state import map_leaves, torch_threads
 from nasforge.types import arch_key
 
@@ -114,7 +114,7 @@ JOB_US = 1200.0
 class SizedCost:
     """A job's estimated time (µs): :data:`JOB_US`, plus its training steps (its budget in steps,
     from the data size and batch size) at the step-time model's price of one candidate in a group,
-    a part per layer and one per parameter (:mod:`nasforge.train.mlp_layout`), read off a dry
+    a part per layer and one per parameter (:mod:`nasforge.engine.mlp_layout`), read off a dry
     build of its model (~0.3 ms for an MLP, remembered per architecture: promotions ask again).
     :func:`_cost`'s guess where the build fails. Shallow and deep MLPs differ 50x in parameters
     but 2x in number of choices, so the choice count left the worker the deep jobs and the

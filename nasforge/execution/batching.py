@@ -24,9 +24,8 @@ from torch import nn
 from nasforge.execution.base import ExecutorOptions, Job, JobEvent
 from nasforge.execution.worker import WorkerContext, error_text, hardware_metrics_for, run_job
 from nasforge.store.checkpoints import CheckpointCache, Collected, Payload
-from nasforge.train.population import Candidate, PopulationTrainer
 from nasforge.train.state import seed_torch
-from nasforge.train.trainer import SupervisedTrainer
+from nasforge.train.evaluator import batch_trainer_of
 from nasforge.types import arch_key
 
 _MODELS_KEPT_BYTES = 64 << 20
@@ -39,7 +38,7 @@ class BatchRunner:
 
     def __init__(self, context: WorkerContext):
         self.context = context
-        self.population = PopulationTrainer(context.evaluator) if isinstance(context.evaluator, SupervisedTrainer) else None
+        self.population = batch_trainer_of(context.evaluator)
         # A promoted trial loads its whole state into its last job's model object instead of
         # building its model again (so what the object held is irrelevant).
         self.models = KeptModels(_MODELS_KEPT_BYTES)
@@ -49,7 +48,7 @@ class BatchRunner:
         the caller keeps them)."""
         events: dict[int, JobEvent] = {}
         checkpoints = Collected(saved) if self.context.directory else None  # none without a study directory
-        groups: dict[tuple[Any, ...], list[tuple[int, Job, Candidate, torch.Tensor, float]]] = {}
+        groups: dict[tuple[Any, ...], list[tuple[int, Job, Any, torch.Tensor, float]]] = {}
         for n, job in enumerate(jobs):
             start = time.perf_counter()
             prepared = self._prepare(job, saved)
@@ -60,7 +59,7 @@ class BatchRunner:
             key = self.population.key(cand, self.context.data)  # type: ignore[union-attr]
             groups.setdefault(key, []).append((n, job, cand, rng, time.perf_counter() - start))
         for key, members in groups.items():
-            if key[0] == "vmap" and len(members) == 1:  # no identical twin: nothing to vectorise
+            if not self.population.pays(key, len(members)):  # type: ignore[union-attr]
                 n, job = members[0][0], members[0][1]
                 events[n] = run_job(self.context, job, checkpoints)
                 continue
@@ -68,7 +67,7 @@ class BatchRunner:
         made = checkpoints.made if checkpoints is not None else {}
         return [events[n] for n in sorted(events)], made  # submission order: the study stays deterministic
 
-    def _prepare(self, job: Job, saved: Callable[[str], Payload | None]) -> tuple[Candidate, torch.Tensor] | None:
+    def _prepare(self, job: Job, saved: Callable[[str], Payload | None]) -> tuple[Any, torch.Tensor] | None:
         """Build the job's model as a worker would; None if the population trainer cannot take it."""
         if self.population is None:
             return None
@@ -91,7 +90,7 @@ class BatchRunner:
         except Exception:  # noqa: BLE001 - let the one-by-one path run it and report the error
             return None
 
-    def _train(self, members: list[tuple[int, Job, Candidate, torch.Tensor, float]],
+    def _train(self, members: list[tuple[int, Job, Any, torch.Tensor, float]],
                checkpoints: Collected | None) -> dict[int, JobEvent]:
         start = time.perf_counter()
         try:

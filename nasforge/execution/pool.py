@@ -15,6 +15,7 @@ from nasforge.errors import ConfigError, NasforgeError
 from nasforge.execution.base import ExecutorOptions, Job, JobEvent, WorkersWriteCheckpoints
 from nasforge.execution.worker import WorkerContext, run_job
 from nasforge.heap import frozen_heap, reuse_freed_memory
+from nasforge.private_api import pool_processes
 
 _CONTEXT: WorkerContext | None = None
 _GRACE = 10.0  # seconds past the timeout before a job that did not stop itself is stopped with its pool
@@ -225,7 +226,7 @@ def stop_pool(pool: cf.ProcessPoolExecutor, cancel: bool) -> None:
     if not cancel:
         pool.shutdown(wait=True)
         return
-    processes = list(getattr(pool, "_processes", {}).values() or [])
+    processes = pool_processes(pool)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()

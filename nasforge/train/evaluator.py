@@ -16,12 +16,17 @@ state)`` evaluators work unchanged.
 
 It returns either a plain ``dict`` of metrics, or an :class:`~nasforge.types.EvalResult` with the
 metrics, a per-epoch curve and a state to continue from. It raises to fail the trial.
+
+An evaluator that can also train several trials' models at once says so with one method,
+``batch_trainer()`` (:class:`TrainsTogether`): executors then hand it every job of a poll that
+it :meth:`~BatchTrainer.supports` instead of calling it once per job. The built-in trainer does
+(:mod:`nasforge.engine`); a user's evaluator may too.
 """
 from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from torch import nn
 
@@ -30,6 +35,34 @@ from nasforge.types import EvalResult
 
 class Evaluator(Protocol):
     def __call__(self, model: nn.Module, data: Any, budget: float, state: dict[str, Any] | None) -> EvalResult | Mapping[str, float]: ...
+
+
+class BatchTrainer(Protocol):
+    """Trains many models at once; what :meth:`TrainsTogether.batch_trainer` returns.
+
+    ``candidate`` wraps a freshly built (seeded) model and the state it continues from; ``key``
+    says which candidates may train in one call of ``train`` (equal keys); ``train`` sets each
+    candidate's ``result`` (an :class:`~nasforge.types.EvalResult`) or ``error``, with the same
+    metrics, curves and states as the evaluator called once per model would give. A candidate
+    has ``model``, ``state`` (what it continued from), ``result`` and ``error``."""
+
+    def supports(self, model: nn.Module) -> bool: ...
+    def candidate(self, model: nn.Module, budget: float, state: dict[str, Any] | None, signature: str = "") -> Any: ...
+    def key(self, candidate: Any, data: Any) -> tuple[Any, ...]: ...
+    def pays(self, key: tuple[Any, ...], count: int) -> bool: ...  # False: train these one by one instead
+    def train(self, candidates: list[Any], data: Any) -> None: ...
+
+
+@runtime_checkable
+class TrainsTogether(Protocol):
+    """The capability an evaluator offers executors to train jobs together."""
+
+    def batch_trainer(self) -> BatchTrainer: ...
+
+
+def batch_trainer_of(evaluator: Any) -> BatchTrainer | None:
+    """The evaluator's batch trainer, or None when it trains one model per call only."""
+    return evaluator.batch_trainer() if isinstance(evaluator, TrainsTogether) else None
 
 
 TRIAL_PARAMETERS = ("arch", "trial_id", "seed")

@@ -9,10 +9,12 @@ import torch
 from torch import nn
 
 from nasforge.errors import ConfigError
+from nasforge.private_api import skip_dynamo_import_in_optimizers
 from nasforge.train.data import Data
 from nasforge.train.state import clone_state
 from nasforge.types import EvalResult
 
+skip_dynamo_import_in_optimizers()  # a search that never compiles need not import torch._dynamo
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 _EVAL_CHUNK = 4096
 
@@ -80,6 +82,12 @@ class SupervisedTrainer:
             return OPTIMIZERS[self.optimizer](params, fused=True, **kwargs)
         except (RuntimeError, TypeError, ValueError):
             return OPTIMIZERS[self.optimizer](params, **kwargs)
+
+    def batch_trainer(self) -> Any:
+        """The population trainer with these settings (:mod:`nasforge.engine`): it trains MLPs,
+        and models with identical twins, in stacked groups."""
+        from nasforge.engine.population import PopulationTrainer  # only executors that batch need it
+        return PopulationTrainer(self)
 
     @staticmethod
     def metric_names(task: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ and 1.08 for all three, within this machine's noise.
 """
 from __future__ import annotations
 
-from nasforge.train.mlp_layout import MLPShape, step_cost
+from nasforge.engine.mlp_layout import MLPShape, step_cost
 
 
 def mlp_groups(shapes: list[MLPShape], batch: int, max_group: int) -> list[list[int]]:

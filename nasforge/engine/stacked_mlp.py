@@ -2,7 +2,7 @@
 
 Hidden layer ``l`` holds the ``l``-th Linear of every candidate that has one, zero-padded to the
 widest of them; the output layer holds every candidate's last Linear
-(:class:`~nasforge.train.mlp_layout.Layout`). All weights and biases are views of one flat tensor
+(:class:`~nasforge.engine.mlp_layout.Layout`). All weights and biases are views of one flat tensor
 (and all gradients of one flat gradient), so one optimiser step over one tensor updates every
 candidate: Adam and SGD are elementwise, so each candidate's update is exactly the one its own
 optimiser would make.
@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasforge.train.activations import kernels
-from nasforge.train.flat_optim import flat_optimizer
-from nasforge.train.losses import log_softmax_classes, mean_nll
-from nasforge.train.mlp_layout import MLPShape, activation_runs, layout
+from nasforge.engine.activations import kernels
+from nasforge.engine.flat_optim import flat_optimizer
+from nasforge.engine.losses import log_softmax_classes, mean_nll
+from nasforge.engine.mlp_layout import MLPShape, activation_runs, layout
 from nasforge.train.state import optimizer_slots, optimizer_state, with_step
-from nasforge.train.workspace import Workspace
+from nasforge.engine.workspace import Workspace
 
 Saved = tuple[Workspace, torch.Tensor]
 """What backward needs of a forward pass: its workspace (activations and pre-activations) and x."""
@@ -35,7 +35,7 @@ _WORKSPACES = 4
 
 class StackedMLP:
     """Weights ``W[l]`` (rows[l], out, in) and biases ``b[l]`` (rows[l], out) of C candidates
-    (see :class:`~nasforge.train.mlp_layout.Layout`), views of ``flat``.
+    (see :class:`~nasforge.engine.mlp_layout.Layout`), views of ``flat``.
 
     ``linears[i]`` are candidate i's Linear layers; ``activations[i]`` its activations. Rows
     must be sorted deepest first and, within a depth, so candidates sharing an activation are
@@ -213,7 +213,7 @@ def loss_and_delta(out: torch.Tensor, y: torch.Tensor, task: str, flat_targets: 
 
 class MLPNet:
     """A group of MLPs as a :class:`StackedMLP` with one optimiser over its buffer
-    (the :class:`~nasforge.train.population.StackedNet` protocol)."""
+    (the :class:`~nasforge.engine.population.StackedNet` protocol)."""
 
     def __init__(self, trainer: Any, models: list[nn.Module], shapes: list[MLPShape], states: list[dict[str, Any] | None],
                  data: Any):

@@ -16,7 +16,7 @@ import torch
 class Workspace:
     """Buffers for batches of ``rows`` inputs, of which backward sees the first ``trained`` (a
     step can also predict extra rows in its forward pass). ``stack`` is the
-    :class:`~nasforge.train.stacked_mlp.StackedMLP`; ``like`` gives dtype and device."""
+    :class:`~nasforge.engine.stacked_mlp.StackedMLP`; ``like`` gives dtype and device."""
 
     def __init__(self, stack: Any, rows: int, trained: int, like: torch.Tensor):
         self.stack, self.rows, self.trained = stack, rows, trained

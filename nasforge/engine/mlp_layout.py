@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from nasforge.train.activations import kernels
+from nasforge.engine.activations import kernels
 
 STEP_US, LAYER_US, ROW_LAYER_US, SEGMENT_US, MIXED_US, EXIT_US, US_PER_MFLOP = 110.0, 27.0, 18.0, 22.0, 80.0, 20.0, 20.0
 """A group's training step, in microseconds: a fixed part (Python, op dispatch, loss, the

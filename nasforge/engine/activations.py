@@ -11,6 +11,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from nasforge.private_api import aten_out, nn_out, onednn_off
+
 Forward = Callable[[torch.Tensor, torch.Tensor], object]
 """(input z, out): write the activation of z into out."""
 Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], object]
@@ -18,18 +20,13 @@ Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], ob
 w.r.t. z into out."""
 
 
-def _raw(overload: Any) -> Any:
-    """An ATen overload's C callable: what ``torch.ops.aten.X.Y(...)`` calls, minus a Python frame."""
-    return getattr(overload, "_op", overload)
-
-
-_A = torch.ops.aten  # the kernels autograd runs, one call each, writing into a slice of one buffer
-_RELU_BACKWARD = _raw(_A.threshold_backward.grad_input)
-_TANH_BACKWARD = _raw(_A.tanh_backward.grad_input)
-_GELU_BACKWARD = _raw(_A.gelu_backward.grad_input)
-_SILU_BACKWARD = _raw(_A.silu_backward.grad_input)
-_ELU_BACKWARD = _raw(_A.elu_backward.grad_input)
-_LEAKY_BACKWARD = _raw(_A.leaky_relu_backward.grad_input)
+# The kernels autograd runs, one call each, writing into a slice of one buffer.
+_RELU_BACKWARD = aten_out("threshold_backward", "grad_input")
+_TANH_BACKWARD = aten_out("tanh_backward", "grad_input")
+_GELU_BACKWARD = aten_out("gelu_backward", "grad_input")
+_SILU_BACKWARD = aten_out("silu_backward", "grad_input")
+_ELU_BACKWARD = aten_out("elu_backward", "grad_input")
+_LEAKY_BACKWARD = aten_out("leaky_relu_backward", "grad_input")
 
 
 def kernels(act: nn.Module) -> tuple[Forward, Backward] | None:
@@ -46,19 +43,20 @@ def kernels(act: nn.Module) -> tuple[Forward, Backward] | None:
         return (lambda z, out: torch.tanh(z, out=out),
                 lambda g, z, h, out: _TANH_BACKWARD(g, h, grad_input=out))
     if isinstance(act, nn.GELU):
-        approximate = act.approximate
-        return (lambda z, out: _native_if_small(torch._C._nn.gelu, z, approximate=approximate, out=out),
+        approximate, gelu = act.approximate, nn_out("gelu")
+        return (lambda z, out: _native_if_small(gelu, z, approximate=approximate, out=out),
                 lambda g, z, h, out: _native_if_small(_GELU_BACKWARD, g, z, approximate=approximate, grad_input=out))
     if isinstance(act, nn.SiLU):
-        return (lambda z, out: torch._C._nn.silu(z, out=out),
+        silu = nn_out("silu")
+        return (lambda z, out: silu(z, out=out),
                 lambda g, z, h, out: _SILU_BACKWARD(g, z, grad_input=out))
     if isinstance(act, nn.ELU):
-        alpha = float(act.alpha)
-        return (lambda z, out: torch._C._nn.elu(z, alpha, 1, 1, out=out),
+        alpha, elu = float(act.alpha), nn_out("elu")
+        return (lambda z, out: elu(z, alpha, 1, 1, out=out),
                 lambda g, z, h, out: _ELU_BACKWARD(g, alpha, 1, 1, False, z, grad_input=out))
     if isinstance(act, nn.LeakyReLU):
-        slope = float(act.negative_slope)
-        return (lambda z, out: torch._C._nn.leaky_relu(z, slope, out=out),
+        slope, leaky_relu = float(act.negative_slope), nn_out("leaky_relu")
+        return (lambda z, out: leaky_relu(z, slope, out=out),
                 lambda g, z, h, out: _LEAKY_BACKWARD(g, z, slope, False, grad_input=out))
     if isinstance(act, nn.Identity):
         return lambda z, out: out.copy_(z), lambda g, z, h, out: out.copy_(g)
@@ -73,12 +71,9 @@ oneDNN's per-call set-up dominates (1,600 elements: 28 us against 5.5 us backwar
 
 def _native_if_small(fn: Callable[..., Any], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
     """``fn(x, ...)`` with oneDNN switched off while ``x`` is small. The switch is torch's global
-    one (what ``torch.backends.mkldnn.flags`` sets), so another thread running at the same instant
-    may take ATen's kernels too: the same results up to rounding."""
-    if x.numel() >= ONEDNN_FROM or not torch._C._get_mkldnn_enabled():
+    one, so another thread running at the same instant may take ATen's kernels too: the same
+    results up to rounding."""
+    if x.numel() >= ONEDNN_FROM or not torch.backends.mkldnn.is_available():
         return fn(x, *args, **kwargs)
-    torch._C._set_mkldnn_enabled(False)
-    try:
+    with onednn_off():
         return fn(x, *args, **kwargs)
-    finally:
-        torch._C._set_mkldnn_enabled(True)

@@ -23,7 +23,7 @@ def vmap_supported(model: nn.Module) -> bool:
 
 
 class VmapNet:
-    """The :class:`~nasforge.train.population.StackedNet` protocol for identical architectures."""
+    """The :class:`~nasforge.engine.population.StackedNet` protocol for identical architectures."""
 
     def __init__(self, trainer: SupervisedTrainer, models: list[nn.Module], states: list[dict[str, Any] | None], data: Any):
         self.trainer, self.models, self.data = trainer, models, data

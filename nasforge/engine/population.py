@@ -5,10 +5,10 @@ optimiser loop), not in arithmetic, so candidates that are ready together (a run
 proposals) train together:
 
 * MLPs (``[Flatten,] Linear, act, ..., Linear``) of any depths are stacked into one zero-padded
-  network (:mod:`nasforge.train.stacked_mlp`); a fitted model of step time (fixed costs against
-  padded arithmetic) decides how candidates are grouped (:mod:`nasforge.train.grouping`);
+  network (:mod:`nasforge.engine.stacked_mlp`); a fitted model of step time (fixed costs against
+  padded arithmetic) decides how candidates are grouped (:mod:`nasforge.engine.grouping`);
 * candidates with one identical architecture, of any kind (CNNs too), stack their weights with
-  ``torch.func`` and train under ``vmap`` (:mod:`nasforge.train.vmap_net`);
+  ``torch.func`` and train under ``vmap`` (:mod:`nasforge.engine.vmap_net`);
 * everything else trains one by one, elsewhere.
 
 Every candidate keeps its own data order, optimiser state, curve and checkpoint, in exactly the
@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from nasforge.train.data import Data
-from nasforge.train.grouping import mlp_groups
-from nasforge.train.losses import cross_entropy
-from nasforge.train.mlp_layout import MLPShape, mlp_shape, stack_order
-from nasforge.train.stacked_mlp import MLPNet
+from nasforge.engine.grouping import mlp_groups
+from nasforge.engine.losses import cross_entropy
+from nasforge.engine.mlp_layout import MLPShape, mlp_shape, stack_order
+from nasforge.engine.stacked_mlp import MLPNet
 from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch, final_metrics
-from nasforge.train.vmap_net import VmapNet, vmap_supported
+from nasforge.engine.vmap_net import VmapNet, vmap_supported
 from nasforge.types import EvalResult
 
 
@@ -107,6 +107,11 @@ class PopulationTrainer:
         kind = ("mlp", cand.shape.flatten) if cand.shape is not None else ("vmap", cand.signature)
         return (*kind, probe.steps, probe.position, subset, target)
 
+    @staticmethod
+    def pays(key: tuple[Any, ...], count: int) -> bool:
+        """A lone non-MLP has no identical twin: nothing to vectorise, so it trains one by one."""
+        return key[0] != "vmap" or count > 1
+
     def train(self, candidates: list[Candidate], data: Data) -> None:
         """Train candidates that share one key; each gets ``result`` (or ``error``) set."""
         self.trainer.check_budget(candidates[0].budget)
@@ -121,7 +126,7 @@ class PopulationTrainer:
             _Loop(self.trainer, group, data, net).train()
 
     def _mlp_groups(self, candidates: list[Candidate]) -> list[list[Candidate]]:
-        """Candidates grouped by :func:`~nasforge.train.grouping.mlp_groups` (depths may mix);
+        """Candidates grouped by :func:`~nasforge.engine.grouping.mlp_groups` (depths may mix);
         rows deepest first, then by activation."""
         index = mlp_groups([c.shape for c in candidates], self.trainer.batch_size, self.max_group)  # type: ignore[misc]
         return [sorted((candidates[i] for i in g), key=lambda c: stack_order(c.shape)) for g in index]  # type: ignore[arg-type]

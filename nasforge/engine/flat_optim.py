@@ -12,16 +12,18 @@ from typing import Any
 
 import torch
 
-KERNELS = {"adam": "_fused_adam_", "adamw": "_fused_adamw_"}
+from nasforge.private_api import fused_adam_kernel
+
+FLAT_OPTIMIZERS = ("adam", "adamw")
 
 
 class FusedFlatAdam:
     """``step()`` and ``state`` of torch.optim.Adam/AdamW(fused=True) for one parameter, with the
     settings of one of their state dicts' param groups (``lr``, ``betas``, ``eps``, ...)."""
 
-    def __init__(self, param: torch.Tensor, name: str, group: dict[str, Any]):
+    def __init__(self, param: torch.Tensor, name: str, group: dict[str, Any], kernel: Any):
         self.param = param
-        self.kernel = getattr(torch, KERNELS[name])
+        self.kernel = kernel
         beta1, beta2 = group["betas"]
         self.options: dict[str, Any] = {"amsgrad": False, "lr": group["lr"], "beta1": beta1, "beta2": beta2,
                                         "weight_decay": group["weight_decay"], "eps": group["eps"],
@@ -43,8 +45,9 @@ class FusedFlatAdam:
 def flat_optimizer(trainer: Any, param: torch.Tensor) -> Any:
     """The optimiser a group's flat parameter trains with: the fused kernel called directly where
     the trainer's own optimiser is fused Adam or AdamW (its settings come from that optimiser),
-    else the trainer's torch.optim optimiser."""
+    else (or without the private kernel) the trainer's torch.optim optimiser."""
     group = trainer.param_group()  # built on the trainer's device, float32, as the flat buffer is
-    if trainer.optimizer not in KERNELS or not group.get("fused") or group.get("amsgrad") or param.dtype != torch.float32:
+    kernel = fused_adam_kernel(trainer.optimizer) if trainer.optimizer in FLAT_OPTIMIZERS else None
+    if kernel is None or not group.get("fused") or group.get("amsgrad") or param.dtype != torch.float32:
         return trainer._make_optimizer_for([param])
-    return FusedFlatAdam(param, trainer.optimizer, group)
+    return FusedFlatAdam(param, trainer.optimizer, group, kernel)
