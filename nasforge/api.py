@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,18 +70,43 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
                                         timeout=cfg.trial_timeout)
     kind = cfg.executor
     if kind == "auto":  # an evaluator that trains models together (the built-in one) does, in each process
-        kind = "batched" if isinstance(evaluator, TrainsTogether) else ("serial" if cfg.workers == 1 else "pool")
+        kind = "batched" if isinstance(evaluator, TrainsTogether) else ("pool" if isinstance(cfg.workers, int) and cfg.workers > 1 else "serial")
     make_executor = EXECUTORS.get(kind)
-    options = ExecutorOptions(cfg.workers, cfg.trial_timeout, cfg.ray.model_dump() if cfg.ray else {})
+    workers = resolve_workers(cfg.workers, kind)
+    context_for_workers.threads = cfg.trainer.threads
+    options = ExecutorOptions(workers, cfg.trial_timeout, cfg.ray.model_dump() if cfg.ray else {})
     if kind == "ray":  # Ray missing or a wrong address is said now, before any work
         from nasforge.execution.ray_actors import check_settings
         check_settings(options.settings)
-    return Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
+    study = Study(directory=directory, space=space, data=data, evaluator=evaluator, strategy=strategy, scheduler=scheduler,
                  executor_factory=lambda: make_executor(context_for_workers, options),
                  alone_factory=lambda: ProcessPoolExecutor(context_for_workers, 1), objective=_objective(cfg),
                  seed=cfg.seed, max_budget=cfg.budget, max_trials=cfg.trials,
                  keep_checkpoints=cfg.keep_checkpoints, repeats=cfg.repeats, lock=lock,
                  store=STORES.get(cfg.store)(directory))
+    threads = cfg.trainer.threads
+    study.where = (f"{kind}, {workers} worker{'s' * (workers > 1)} x {threads} thread{'s' * (threads > 1)}"
+                   + (" (set workers, trainer.threads to change)" if cfg.workers == "auto" else ""))
+    return study
+
+
+PARALLEL_EXECUTORS = ("batched", "pool", "ray")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int | str, executor: str) -> int:
+    """``workers: auto``: a worker per usable core for executors that run trials side by side, one
+    for the serial and simulated ones."""
+    if workers != "auto":
+        return int(workers)
+    return usable_cores() if executor in PARALLEL_EXECUTORS else 1
 
 
 def _check_reported(cfg: StudyConfig, reported: tuple[str, ...], task: str) -> None:
@@ -269,7 +295,7 @@ def _spec(value: Any, kind: str) -> tuple[Any, Any, str | None]:
 
 
 def search(space: Any = "mlp", data: Any = None, strategy: Any = "random", scheduler: Any = "full", *,
-           budget: float = 30, trials: int = 20, seed: int = 0, workers: int = 1, evaluate: Callable[..., Any] | None = None,
+           budget: float = 30, trials: int = 20, seed: int = 0, workers: int | str = "auto", evaluate: Callable[..., Any] | None = None,
            objective: str = "val_loss", mode: str | None = None, trainer: dict[str, Any] | None = None,
            space_args: dict[str, Any] | None = None, out: str | Path | None = None, executor: str = "auto",
            constraint: dict[str, Any] | None = None, hardware: dict[str, Any] | None = None,

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", help="scheduler name")
     s.add_argument("--trials", type=int, help="number of trials")
     s.add_argument("--budget", type=float, help="epochs per trial")
-    s.add_argument("--workers", type=int, help="parallel worker processes (Ray actors with --executor ray)")
+    s.add_argument("--workers", type=_workers, help="parallel worker processes (Ray actors with --executor ray); "
+                   "auto (default): one per core for batched, pool and ray")
     s.add_argument("--executor", help="where trials run: auto (default), serial, batched, pool, ray, simulated")
     s.add_argument("--address", help="with --executor ray: a cluster to join (auto, or host:port); default: start a "
                                      "local one")
@@ -98,6 +99,8 @@ def _run_study(study: Any, quiet: bool, total: int) -> None:
     data = study.data.summary() if hasattr(study.data, "summary") else (
         "none (the evaluator brings its own)" if study.data is None else type(study.data).__name__)
     console.print(f"study: [bold]{safe(study.directory)}[/]   space: {safe(study.space.name)}   data: {safe(data)}")
+    if study.where:
+        console.print(f"training: {safe(study.where)}")
     if quiet:
         study.run()
         return
@@ -330,6 +333,15 @@ def _list(registry: Any) -> int:
     for name in registry.names():
         print(f"{name:16s} {registry.describe(name)}")
     return 0
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid workers {text!r}: an int >= 1, or auto") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -59,6 +59,7 @@ class TrainerConfig(_Strict):
     device: str = "auto"
     budget_unit: Literal["epochs", "data_fraction"] = "epochs"
     epochs: int = Field(10, ge=1)  # epochs per job when budget_unit is data_fraction
+    threads: int = Field(1, ge=1)  # torch threads each process trains with (the driver and every worker)
 
 
 class ConstraintConfig(_Strict):
@@ -142,7 +143,9 @@ class StudyConfig(_Strict):
     hardware: HardwareConfig | None = None  # set it to measure latency, params and FLOPs of every trial
     trials: int = Field(20, ge=1)
     budget: float = Field(30, gt=0)  # the most epochs one trial trains for
-    workers: int = Field(1, ge=1, le=256)
+    # auto: one worker per usable core where trials train together (batched) or in a pool/on Ray;
+    # one with the serial executor (a user's evaluator, by default)
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
     seed: int = Field(0, ge=0, le=2**63 - 1)
     keep_checkpoints: int = Field(5, ge=1)  # complete trials whose weights stay on disk (the best ones)
     repeats: bool = False  # evaluate an architecture again when it is proposed again (noisy objectives)

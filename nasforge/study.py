@@ -72,6 +72,7 @@ class Study:
         self.on_search_log: Callable[[list[dict[str, Any]]], None] | None = None  # told the strategy's record as it changes
         self.scheduler = scheduler
         self.executor_factory = executor_factory
+        self.where = ""  # how trials run, said on the progress line (set by whoever built the executor)
         self._set_up = False
         self._saved_state: str | None = None
         self._saved_log: list[dict[str, Any]] | None = None

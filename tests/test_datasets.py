@@ -390,3 +390,23 @@ def test_tables_read_without_scikit_learn_are_its_arrays_to_the_bit(name, seed):
     scaled = splits.scale(mine[0], mine[1])
     np.testing.assert_array_equal(scaled[0], scaler.transform(theirs[0]))
     np.testing.assert_array_equal(scaled[1], scaler.transform(theirs[1]))
+
+
+def test_stratified_rows_are_scikit_learns_for_many_labels_fractions_and_seeds():
+    from nasforge.datasets import splits
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(150):
+        n, k = int(rng.integers(20, 300)), int(rng.integers(2, 8))
+        y = rng.integers(0, k, n)
+        y[: 2 * k] = np.repeat(np.arange(k), 2)  # every class at least twice
+        fraction, seed = float(rng.choice([0.1, 0.2, 0.25, 0.33, 0.5])), int(rng.integers(0, 2**31))
+        if not splits._stratifiable(y, fraction):
+            continue
+        x = np.arange(n)
+        ours = splits.split(x, y, fraction, seed, True)
+        theirs = train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+        checked += 1
+    assert checked > 100

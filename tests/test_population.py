@@ -453,7 +453,7 @@ def test_promoted_trials_reuse_their_model_objects(tmp_path, monkeypatch):
     from nasforge.space.space import Space as SpaceClass
 
     sh = dict(scheduler={"name": "successive_halving", "args": {"n_configs": 8, "rungs": [2, 2], "eta": 2}},
-              budget=4, seed=3, executor="batched")
+              budget=4, seed=3, executor="batched", workers=1)  # one process keeps every model
     dry_builds = []
     real_dry_build = SpaceClass.dry_build
     monkeypatch.setattr(SpaceClass, "dry_build", lambda self, arch: dry_builds.append(arch) or real_dry_build(self, arch))

@@ -97,12 +97,13 @@ def test_optimizers_run_without_importing_dynamo_and_still_disable_it_once_loade
     assert _run(code, NASFORGE_PUBLIC_API_ONLY="1").split()[1] == "2"  # the fallback: dynamo is imported, works alike
 
 
-def test_a_search_on_a_bundled_table_imports_neither_dynamo_nor_scikit_learn(tmp_path):
+@pytest.mark.parametrize("dataset", ["iris", "mnist1d"])  # a table, and a stratified split
+def test_a_search_on_bundled_data_imports_neither_dynamo_nor_scikit_learn(tmp_path, dataset):
     code = f"""
         import sys
         from nasforge.cli import main
         try:
-            main(["search", "--space", "mlp", "--dataset", "iris", "--trials", "6", "--budget", "2",
+            main(["search", "--space", "mlp", "--dataset", {dataset!r}, "--trials", "6", "--budget", "1",
                   "--out", {str(tmp_path / "study")!r}, "--quiet"])
         except SystemExit as exc:
             assert not exc.code, exc.code

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from nasforge.train.data import Data
+from nasforge.train.state import torch_threads
 from nasforge.engine.grouping import mlp_groups
 from nasforge.engine.losses import cross_entropy
 from nasforge.engine.mlp_layout import MLPShape, mlp_shape, stack_order
@@ -114,6 +115,10 @@ class PopulationTrainer:
 
     def train(self, candidates: list[Candidate], data: Data) -> None:
         """Train candidates that share one key; each gets ``result`` (or ``error``) set."""
+        with torch_threads(self.trainer.threads):
+            self._train(candidates, data)
+
+    def _train(self, candidates: list[Candidate], data: Data) -> None:
         self.trainer.check_budget(candidates[0].budget)
         data = self.trainer._data(data)
         if candidates[0].shape is None:

@@ -11,7 +11,7 @@ from torch import nn
 from nasforge.errors import ConfigError
 from nasforge.private_api import skip_dynamo_import_in_optimizers
 from nasforge.train.data import Data
-from nasforge.train.state import clone_state
+from nasforge.train.state import clone_state, torch_threads
 from nasforge.types import EvalResult
 
 skip_dynamo_import_in_optimizers()  # a search that never compiles need not import torch._dynamo
@@ -51,7 +51,8 @@ class SupervisedTrainer:
     """
 
     def __init__(self, optimizer: str = "adam", lr: float = 0.01, batch_size: int = 32, weight_decay: float = 0.0,
-                 momentum: float = 0.9, device: str = "auto", budget_unit: str = "epochs", epochs: int = 10):
+                 momentum: float = 0.9, device: str = "auto", budget_unit: str = "epochs", epochs: int = 10,
+                 threads: int = 1):
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"Invalid optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if not lr > 0:
@@ -64,9 +65,14 @@ class SupervisedTrainer:
             raise ConfigError(f"Invalid budget_unit {budget_unit!r}; allowed: {', '.join(BUDGET_UNITS)}")
         if not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"Invalid epochs: {epochs} (must be an int >= 1)")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"Invalid threads: {threads} (must be an int >= 1)")
         self.optimizer, self.lr, self.batch_size = optimizer, lr, batch_size
         self.weight_decay, self.momentum = weight_decay, momentum
         self.budget_unit, self.epochs = budget_unit, epochs
+        # One thread a process by default, and a process a core: small networks gain little from a
+        # second thread, and OpenMP threads spin-waiting beside a busy process slow a step 20x.
+        self.threads = threads
         self.device = resolve_device(device)
         self._data_on_device: tuple[Data, Data] | None = None
         self._param_group: dict[str, Any] | None = None
@@ -127,6 +133,10 @@ class SupervisedTrainer:
         return self._data_on_device[1]
 
     def __call__(self, model: nn.Module, data: Data, budget: float, state: dict[str, Any] | None = None) -> EvalResult:
+        with torch_threads(self.threads):
+            return self._evaluate(model, data, budget, state)
+
+    def _evaluate(self, model: nn.Module, data: Data, budget: float, state: dict[str, Any] | None) -> EvalResult:
         self.check_budget(budget)
         data = self._data(data)
         model.to(self.device)
