@@ -9,11 +9,10 @@ takes every fallback, which the tests run too (``tests/test_private_api.py``).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import functools
 import os
 import sys
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -48,20 +47,15 @@ def nn_out(op: str) -> Callable[..., Any]:
     return _attr(torch._C._nn, op) or getattr(torch.ops.aten, op).out
 
 
-@contextlib.contextmanager
-def onednn_off() -> Iterator[None]:
-    """oneDNN switched off for the block (ATen's own kernels run; same values up to rounding):
-    the private switch, or the public ``torch.backends.mkldnn.enabled`` property that sets it
-    through a few more Python calls."""
+def onednn_switch() -> tuple[Callable[[], bool], Callable[[bool], None]]:
+    """(is oneDNN on, turn it on/off): torch's private switch, which is what
+    ``torch.backends.mkldnn.flags`` sets, without its ~10 us of Python a call; or the public
+    ``torch.backends.mkldnn.enabled`` property, which sets it through a few more calls. Resolve
+    once, call on the hot path (a context manager's generator costs more than the kernel)."""
     getter, setter = _attr(torch._C, "_get_mkldnn_enabled"), _attr(torch._C, "_set_mkldnn_enabled")
     if getter is None or setter is None:
-        getter, setter = (lambda: torch.backends.mkldnn.enabled), _set_onednn_publicly
-    before = getter()
-    setter(False)
-    try:
-        yield
-    finally:
-        setter(before)
+        return (lambda: torch.backends.mkldnn.enabled), _set_onednn_publicly
+    return getter, setter
 
 
 def _set_onednn_publicly(enabled: bool) -> None:

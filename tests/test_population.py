@@ -304,13 +304,14 @@ def test_layers_of_one_activation_match_autograd(iris, make_act):
 
 def test_the_onednn_switch_is_restored_when_a_kernel_fails():
     from nasforge.engine.activations import _native_if_small
+    from nasforge.private_api import onednn_switch
 
     def fails(x):
         assert not torch._C._get_mkldnn_enabled()
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        _native_if_small(fails, torch.zeros(10))
+        _native_if_small(fails, onednn_switch(), torch.zeros(10))
     assert torch._C._get_mkldnn_enabled()
 
 

@@ -62,13 +62,17 @@ def test_fallbacks_are_taken_when_private_calls_are_off(public_only):
     assert isinstance(flat_optimizer(SupervisedTrainer(optimizer="adam", device="cpu"), param), FusedFlatAdam)
 
 
-def test_onednn_off_restores_the_switch(public_only):
-    before = torch.backends.mkldnn.enabled
+def test_onednn_switch_turns_onednn_off_and_on(public_only):
     for private in (False, True):
         private_api.use_private(private)
-        with private_api.onednn_off():
-            assert not torch._C._get_mkldnn_enabled()
-        assert torch.backends.mkldnn.enabled == before
+        enabled, switch = private_api.onednn_switch()
+        assert enabled()
+        switch(False)
+        try:
+            assert not torch._C._get_mkldnn_enabled() and not enabled()
+        finally:
+            switch(True)
+        assert torch.backends.mkldnn.enabled
 
 
 def _run(code: str, **env: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from nasforge.private_api import aten_out, nn_out, onednn_off
+from nasforge.private_api import aten_out, nn_out, onednn_switch
 
 Forward = Callable[[torch.Tensor, torch.Tensor], object]
 """(input z, out): write the activation of z into out."""
@@ -43,9 +43,9 @@ def kernels(act: nn.Module) -> tuple[Forward, Backward] | None:
         return (lambda z, out: torch.tanh(z, out=out),
                 lambda g, z, h, out: _TANH_BACKWARD(g, h, grad_input=out))
     if isinstance(act, nn.GELU):
-        approximate, gelu = act.approximate, nn_out("gelu")
-        return (lambda z, out: _native_if_small(gelu, z, approximate=approximate, out=out),
-                lambda g, z, h, out: _native_if_small(_GELU_BACKWARD, g, z, approximate=approximate, grad_input=out))
+        approximate, gelu, onednn = act.approximate, nn_out("gelu"), onednn_switch()
+        return (lambda z, out: _native_if_small(gelu, onednn, z, approximate=approximate, out=out),
+                lambda g, z, h, out: _native_if_small(_GELU_BACKWARD, onednn, g, z, approximate=approximate, grad_input=out))
     if isinstance(act, nn.SiLU):
         silu = nn_out("silu")
         return (lambda z, out: silu(z, out=out),
@@ -69,11 +69,16 @@ oneDNN's per-call set-up dominates (1,600 elements: 28 us against 5.5 us backwar
 (forward) and ~50k (backward) oneDNN wins."""
 
 
-def _native_if_small(fn: Callable[..., Any], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+def _native_if_small(fn: Callable[..., Any], onednn: tuple[Callable[[], bool], Callable[[bool], None]],
+                     x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
     """``fn(x, ...)`` with oneDNN switched off while ``x`` is small. The switch is torch's global
     one, so another thread running at the same instant may take ATen's kernels too: the same
     results up to rounding."""
-    if x.numel() >= ONEDNN_FROM or not torch.backends.mkldnn.is_available():
+    enabled, switch = onednn
+    if x.numel() >= ONEDNN_FROM or not enabled():
         return fn(x, *args, **kwargs)
-    with onednn_off():
+    switch(False)
+    try:
         return fn(x, *args, **kwargs)
+    finally:
+        switch(True)
