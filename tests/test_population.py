@@ -531,3 +531,18 @@ def test_batches_gathered_in_chunks_equal_indexing_each_step(max_bytes):
         got_x, got_y = batches.at(orders, position)
         idx = orders[:, position:position + 5]
         assert torch.equal(got_x, x[idx]) and torch.equal(got_y, y[idx])
+
+
+def test_grouping_splits_by_width_where_padding_costs_more_than_a_group():
+    """One depth, narrow and wide candidates mixed: with small batches a group's fixed cost
+    outweighs padding the narrow ones (one group); with large batches the padded arithmetic
+    does, and the narrow ones form a group of their own."""
+    from nasforge.engine import grouping
+
+    def net(width):
+        return mlp_shape(nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)))
+
+    shapes = [net(w) for w in (2, 100, 3, 96, 4, 98, 2, 100)]
+    assert len(grouping.mlp_groups(shapes, batch=1, max_group=32)) == 1
+    groups = grouping.mlp_groups(shapes, batch=512, max_group=32)
+    assert sorted(sorted(shapes[i].linears[0].out_features for i in g) for g in groups) == [[2, 2, 3, 4], [96, 98, 100, 100]]

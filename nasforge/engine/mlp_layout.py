@@ -9,15 +9,16 @@ from torch import nn
 
 from nasforge.engine.activations import kernels
 
-STEP_US, LAYER_US, ROW_LAYER_US, SEGMENT_US, MIXED_US, EXIT_US, US_PER_MFLOP = 110.0, 27.0, 18.0, 22.0, 80.0, 20.0, 20.0
+STEP_US, LAYER_US, ROW_LAYER_US, SEGMENT_US, MIXED_US, EXIT_US, US_PER_MFLOP = 95.0, 2.0, 1.5, 11.5, 0.0, 16.0, 22.0
 """A group's training step, in microseconds: a fixed part (Python, op dispatch, loss, the
-optimiser call); a part per stacked layer (its kernel calls); a part per candidate and layer
-(the batched products run one small product per candidate); a part per activation run of each
-hidden layer (a kernel call forward and one backward); when depths mix, a part for assembling
-the output layer's input and its gradient, and one per depth; and the padded arithmetic. A
-least-squares fit of 400 random groups (iris-sized, 1-16 candidates, depths 1-6 mixed or not,
-one core); its median error, 21%, is mostly this machine's noise. Only the ratios matter: they
-choose the groups."""
+optimiser call, the training loop around the step); a part per stacked layer (its kernel calls);
+a part per candidate and layer (the batched products run one small product per candidate); a
+part per activation run of each hidden layer (a kernel call forward and one backward); when
+depths mix, a part for assembling the output layer's input and its gradient, and one per depth;
+and the padded arithmetic. Fitted by ``benchmarks/fit_step_cost.py`` (non-negative least
+squares on relative error, 300 random groups of 1-16 candidates at iris', MNIST-1D's and
+digits' input sizes, batches of 10 and 32, one thread), plus the training loop's own ~30 us a
+step (measured apart); see benchmarks/README.md. Only the ratios matter: they choose the groups."""
 
 
 @dataclass
