@@ -12,6 +12,9 @@ or the trainer. Needs ``pip install pyinstrument`` (part of the ``bench`` extra)
     python benchmarks/profile_study.py                       # the chapter's Hyperband experiment
     python benchmarks/profile_study.py examples/chapter_bayesian_optimization.yaml --tree
     python benchmarks/profile_study.py --groups              # also each stacked group's steps and arithmetic
+    python benchmarks/profile_study.py examples/chapter_successive_halving.yaml --dataset mnist1d
+
+The study runs in one process (``workers: 1``), at one thread.
 
 ``--groups`` runs the study once more, unprofiled, and lists every group the population trainer
 trained: candidates, steps, time, and the arithmetic of its steps (6 x multiply-adds x batch per
@@ -72,7 +75,7 @@ def categorise(root) -> tuple[dict[str, float], float]:  # root: a pyinstrument 
             category = owner
         elif file == "<built-in>":  # a C call (a torch operator, sqlite, ...): charge it to its caller
             category = "tensor math" if owner in ("tensor math", "trainer") else owner
-        elif "nasforge/train/" in file:
+        elif "nasforge/train/" in file or "nasforge/engine/" in file:
             category = "trainer"
         elif "/torch/" in file and _category(file, frame.function) != "checkpoints":
             category = _torch_python(file, owner)
@@ -152,8 +155,11 @@ def print_groups(records: list[GroupRecord]) -> None:
           f"{own / rate * 1e3:.0f} ms own: the training runs at {padded / seconds:.1f} GFLOP/s padded")
 
 
+OVERRIDES: dict = {"workers": 1}  # one process: the profiler sees only this one
+
+
 def run(config: Path, seed: int) -> None:
-    cfg = load_config(config, {"seed": seed})
+    cfg = load_config(config, {**OVERRIDES, "seed": seed})
     with tempfile.TemporaryDirectory() as tmp:
         create_study(cfg, Path(tmp) / "study").run()
 
@@ -164,7 +170,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tree", action="store_true", help="also print the profiler's call tree")
     p.add_argument("--groups", action="store_true", help="also list the stacked groups and their arithmetic")
+    p.add_argument("--dataset", default=None, help="another dataset than the config's (e.g. digits, mnist1d)")
     args = p.parse_args()
+    if args.dataset:
+        OVERRIDES["dataset"] = args.dataset
     torch.set_num_threads(1)
     run(Path(args.config), 0)  # warm-up: imports, first-call costs
     start = time.perf_counter()
