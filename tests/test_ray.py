@@ -196,3 +196,10 @@ def test_resume_elsewhere_with_the_same_trials(tmp_path):
     assert [t.loss for t in resumed] == pytest.approx([t.loss for t in reference.trials], rel=2e-3)
     with pytest.raises(ConfigError, match="unknown executor 'nowhere'"):
         open_study(tmp_path / "a", where={"executor": "nowhere"})
+
+
+def test_a_local_pool_spawns_its_workers_in_a_process_where_ray_runs(ray_cluster):
+    """Forking a process that runs Ray's threads and sockets can take it down: spawn instead."""
+    from nasforge.execution import pool
+
+    assert pool._start_method() == "spawn"

@@ -5,6 +5,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -67,10 +68,18 @@ def new_pool(context: WorkerContext, workers: int) -> cf.ProcessPoolExecutor:
 
 def _start_method() -> str:
     # fork starts workers in milliseconds and shares the context without pickling it; CUDA
-    # cannot survive a fork, so once CUDA is initialised workers are spawned instead.
-    if os.name == "posix" and "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_initialized():
+    # cannot survive a fork, so once CUDA is initialised workers are spawned instead; nor can Ray's
+    # threads and sockets (a forked worker's exit took the whole driver down in a process where
+    # Ray was initialised).
+    if (os.name == "posix" and "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_initialized()
+            and not _ray_initialised()):
         return "fork"
     return "spawn"
+
+
+def _ray_initialised() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
 
 
 class ExecutorError(NasforgeError, RuntimeError):
