@@ -7,8 +7,10 @@ A group stacks candidates whose feature maps have the same spatial sizes everywh
 * widths (filters): every layer holds each candidate's channels padded to the group's widest;
 * kernels: each candidate's kernel sits centred in the group's largest (odd kernels, padding
   ``k // 2``: a centred, zero-padded kernel computes exactly the same outputs);
-* skip sets: a layer reads the union of the group's sources; a candidate's weights from
-  channels it does not read are zero.
+* skip sets: a layer's sources are gathered per candidate, so each candidate's convolution
+  reads its own concatenation of sources (padded to the group's largest by channels its zero
+  weights ignore), not the union of the group's sources: the union of widths padded to the
+  widest cost up to 10x the arithmetic in random groups.
 """
 from __future__ import annotations
 
@@ -122,11 +124,13 @@ def _conv_bn(block: nn.Module, dims: int) -> tuple[nn.Module, nn.Module] | None:
 
 @dataclass(frozen=True)
 class GroupLayer:
-    """One stacked layer: the union of the group's sources (sorted, the image first), each one's
-    padded width and its channel offset in the layer's input, the widest output and kernel."""
+    """One stacked layer: the union of the group's sources (sorted, the image first) and each
+    one's channel offset in the pool the candidates' inputs are gathered from (each source
+    padded to the group's widest), the largest input, the widest output and the largest kernel."""
 
     sources: tuple[int, ...]
     offsets: tuple[int, ...]
+    pool: int  # channels of the pool
     c_in: int
     width: int
     kernel: tuple[int, ...]
@@ -162,7 +166,8 @@ def group_layout(shapes: list[ConvShape]) -> GroupLayout:
         sources = tuple(sorted({j for s in shapes for j in s.layers[l].sources}))
         offsets = tuple(sum(width(j) for j in sources[:n]) for n in range(len(sources)))
         kernel = tuple(max(s.layers[l].kernel[d] for s in shapes) for d in range(first.dims))
-        layers.append(GroupLayer(sources, offsets, sum(width(j) for j in sources), widths[l], kernel,
+        c_in = max(s.layers[l].c_in for s in shapes)
+        layers.append(GroupLayer(sources, offsets, sum(width(j) for j in sources), c_in, widths[l], kernel,
                                  base.stride, base.size_in, base.size_out))
     final = tuple(sorted({j for s in shapes for j in s.final}))
     final_offsets = tuple(sum(widths[j] for j in final[:n]) for n in range(len(final)))
@@ -170,9 +175,11 @@ def group_layout(shapes: list[ConvShape]) -> GroupLayout:
 
 
 def input_channels(layout: GroupLayer, shape: ConvShape, layer: int) -> torch.Tensor:
-    """Where a candidate's own input channels of ``layer`` sit in the group's input (own order)."""
+    """Where a candidate's input channels of ``layer`` sit in the layer's pool, in its own order,
+    padded to ``layout.c_in`` with channel 0 (read by zero weights only)."""
     own = shape.layers[layer].sources
-    return torch.cat([layout.offsets[layout.sources.index(j)] + torch.arange(shape.width(j)) for j in own])
+    index = torch.cat([layout.offsets[layout.sources.index(j)] + torch.arange(shape.width(j)) for j in own])
+    return torch.cat([index, index.new_zeros(layout.c_in - len(index))])
 
 
 def feature_channels(layout: GroupLayout, shape: ConvShape) -> torch.Tensor:

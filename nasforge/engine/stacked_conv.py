@@ -1,8 +1,9 @@
 """A group of NAS-RL CNN candidates as one network of grouped convolutions.
 
 Every layer is one convolution with ``groups = C``: the candidates' inputs are laid out side by
-side along channels (``(B, C * c_in, ...)``, built from a ``(B, C, c_in, ...)`` view), each
-candidate's weights padded to the group's widest output, union of inputs and largest kernel
+side along channels (``(B, C * c_in, ...)``), each gathered by one ``index_select`` from a pool
+``(B, C, channels, ...)`` of the sources any candidate reads, and each candidate's weights are
+padded to the group's widest output, largest input and largest kernel
 (:func:`~nasforge.engine.conv_layout.group_layout`). BatchNorm runs over the ``C * width``
 channels: its statistics are per channel, so candidates stay independent, and each keeps the
 running statistics its own BatchNorm would. The classifiers are one batched product.
@@ -58,6 +59,7 @@ class StackedConvNet:
         self.flat = torch.zeros(total, device=device, requires_grad=True)
         mask = torch.zeros(total, device=device)
         self.places = [self._places(s) for s in shapes]
+        self.gathers = [self._gather(l) for l in range(len(lay.layers))]
         self.names = [[name for name, _ in m.named_parameters()] for m in models]
         self.means = [torch.zeros(self.C, L.width, device=device) for L in lay.layers]
         self.vars = [torch.ones(self.C, L.width, device=device) for L in lay.layers]
@@ -90,12 +92,21 @@ class StackedConvNet:
         places: dict[str, tuple[str, Index]] = {}
         for l, (L, own) in enumerate(zip(self.layout.layers, shape.layers)):
             w = slice(0, own.c_out)
-            places[f"layers.{l}.0.weight"] = (f"conv{l}", (w, input_channels(L, shape, l), *kernel_slices(L.kernel, own.kernel)))
+            places[f"layers.{l}.0.weight"] = (f"conv{l}", (w, slice(0, own.c_in), *kernel_slices(L.kernel, own.kernel)))
             places[f"layers.{l}.1.weight"] = (f"gamma{l}", (w,))
             places[f"layers.{l}.1.bias"] = (f"beta{l}", (w,))
         places["classifier.weight"] = ("fc_w", (slice(None), feature_channels(self.layout, shape)))
         places["classifier.bias"] = ("fc_b", (slice(None),))
         return places
+
+    def _gather(self, l: int) -> torch.Tensor | None:
+        """The channels of layer ``l``'s pool (viewed (B, C * pool, ...)) that make its input, or
+        None where the pool is the input already."""
+        L = self.layout.layers[l]
+        index = torch.stack([input_channels(L, s, l) for s in self.shapes])  # (C, c_in)
+        if L.c_in == L.pool and bool((index == torch.arange(L.c_in)).all()):
+            return None
+        return (index + L.pool * torch.arange(self.C).unsqueeze(1)).reshape(-1).to(self.trainer.device)
 
     def _views(self, buffer: torch.Tensor) -> dict[str, torch.Tensor]:
         views, at = {}, 0
@@ -117,7 +128,8 @@ class StackedConvNet:
         outputs: list[torch.Tensor] = []
         for l, L in enumerate(self.layout.layers):
             parts = [_pad_end(images if j == IMAGE else outputs[j], L.size_in) for j in L.sources]
-            inputs = (parts[0] if len(parts) == 1 else torch.cat(parts, 2)).reshape(B, C * L.c_in, *L.size_in)
+            pool = (parts[0] if len(parts) == 1 else torch.cat(parts, 2)).reshape(B, C * L.pool, *L.size_in)
+            inputs = pool if self.gathers[l] is None else pool.index_select(1, self.gathers[l])
             y = self.conv(inputs, w[f"conv{l}"].reshape(C * L.width, L.c_in, *L.kernel), None, L.stride,
                           tuple(k // 2 for k in L.kernel), 1, C)
             y = F.batch_norm(y, self.means[l].view(-1), self.vars[l].view(-1), w[f"gamma{l}"].reshape(-1),
