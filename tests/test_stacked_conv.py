@@ -212,3 +212,40 @@ def test_a_study_of_nasrl_cnns_runs_batched_as_serial(tmp_path, monkeypatch):
     assert [(t.arch, t.state, len(t.rungs)) for t in batched.trials] == [(t.arch, t.state, len(t.rungs)) for t in serial.trials]
     for b, s in zip(batched.trials, serial.trials):
         assert b.loss == pytest.approx(s.loss, **STUDY_LOSS)
+
+
+def test_a_diverging_candidate_fails_alone(mnist1d, one_group):
+    """Candidate 1's classifier starts at 1e30: its loss is not finite, it fails, and the others
+    (whose weights are other slices of the same stacked tensors) train as alone."""
+    space, archs = space_for(mnist1d), mixed_archs(1)
+    trainer = SupervisedTrainer(optimizer="sgd", lr=0.01, batch_size=64, device="cpu")
+    pop = PopulationTrainer(trainer)
+    cands = []
+    for i, arch in enumerate(archs):
+        torch.manual_seed(i)
+        model = space.build(arch)
+        if i == 1:
+            with torch.no_grad():
+                model.classifier.weight.fill_(1e30)
+        cands.append(pop.candidate(model, 1.3, None))
+    assert len(pop._conv_groups(cands)) == 1
+    pop.train(cands, mnist1d)
+    assert cands[1].result is None and "FloatingPointError" in cands[1].error
+    for i in (0, 2, 3):
+        ref = alone(space, mnist1d, trainer, archs[i], i, 1.3)
+        assert cands[i].error is None
+        for a, b in zip(cands[i].result.curve, ref.curve):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], **LOSS)
+
+
+def test_a_candidate_the_grouping_leaves_alone_trains_exactly_as_one_by_one(digits):
+    """2-D candidates stay single (the cost model): each then trains through the one-by-one
+    trainer's own loop, bitwise as the serial executor would."""
+    space, archs = space_for(digits), mixed_archs(2)
+    trainer = SupervisedTrainer(optimizer="adam", lr=0.01, batch_size=64, device="cpu")
+    got = together(space, digits, trainer, archs[:2], 0.5, one_group=False)
+    for i, result in enumerate(got):
+        ref = alone(space, digits, trainer, archs[i], i, 0.5)
+        assert [p["val_loss"] for p in result.curve] == [p["val_loss"] for p in ref.curve]
+        for k, v in ref.state["model"].items():
+            assert torch.equal(result.state["model"][k], v), k

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from nasforge.train.data import Data
-from nasforge.train.state import clone_state
+from nasforge.engine.alone import train_alone
 from nasforge.engine.conv_grouping import conv_groups
 from nasforge.engine.conv_layout import ConvShape, conv_shape
 from nasforge.engine.stacked_conv import StackedConvNet
@@ -135,7 +135,7 @@ class PopulationTrainer:
         if candidates[0].conv is not None:
             for group in self._conv_groups(candidates):
                 if len(group) == 1:  # nothing to stack with: exactly the one-by-one training
-                    self._train_alone(group[0], data)
+                    train_alone(self.trainer, group[0], data)
                     continue
                 net = StackedConvNet(self.trainer, [c.model for c in group], [c.conv for c in group],  # type: ignore[misc]
                                      [c.state for c in group], data)
@@ -154,27 +154,6 @@ class PopulationTrainer:
         """Candidates of one conv key grouped by :func:`~nasforge.engine.conv_grouping.conv_groups`."""
         index = conv_groups([c.conv for c in candidates], self.trainer.batch_size, self.max_group)  # type: ignore[misc]
         return [[candidates[i] for i in g] for g in index]
-
-    def _train_alone(self, cand: Candidate, data: Data) -> None:
-        """Train one candidate as :class:`SupervisedTrainer` does (its model already holds the
-        state it continues from, and its run the shuffling generator)."""
-        trainer, model = self.trainer, cand.model.to(self.trainer.device)
-        optimizer = trainer._make_optimizer(model)
-        if cand.state:
-            optimizer.load_state_dict(clone_state(cand.state["optimizer"]))
-        loss_fn = nn.CrossEntropyLoss() if data.task == "classification" else nn.MSELoss()
-        subset, target = trainer.plan(len(data.x_train), cand.budget, cand.run)
-        start = time.perf_counter()
-        try:
-            curve = trainer._train(model, data, optimizer, loss_fn, cand.run, subset, target)
-            last = curve[-1] if curve else {"epoch": cand.run.epoch,
-                                            **trainer._checked_validate(model, data, loss_fn, cand.run.epoch)}
-        except FloatingPointError as exc:
-            cand.error = f"FloatingPointError: {exc}"
-            return
-        metrics = final_metrics(last, curve, cand.run, model, time.perf_counter() - start)
-        state = {"model": clone_state(model.state_dict()), "optimizer": optimizer.state_dict(), **cand.run.dump()}
-        cand.result = EvalResult(metrics, curve, state)
 
     def _mlp_groups(self, candidates: list[Candidate]) -> list[list[Candidate]]:
         """Candidates grouped by :func:`~nasforge.engine.grouping.mlp_groups` (depths may mix);
