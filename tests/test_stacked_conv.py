@@ -194,21 +194,22 @@ def test_the_cost_model_groups_only_where_a_merge_saves(mnist1d, digits):
 def test_a_study_of_nasrl_cnns_runs_batched_as_serial(tmp_path, monkeypatch):
     """Successive halving over NAS-RL CNNs on MNIST-1D: the batched study stacks CNNs (counted)
     and makes the serial study's decisions with its losses."""
-    stacked: list[int] = []
+    stacked: list[tuple[int, bool]] = []  # (candidates, continued from checkpoints)
 
     class Counting(StackedConvNet):
-        def __init__(self, trainer, models, *args, **kwargs):
-            stacked.append(len(models))
-            super().__init__(trainer, models, *args, **kwargs)
+        def __init__(self, trainer, models, shapes, states, data):
+            stacked.append((len(models), states[0] is not None))
+            super().__init__(trainer, models, shapes, states, data)
 
     monkeypatch.setattr(population_module, "StackedConvNet", Counting)
-    kw = dict(space="nasrl", data="mnist1d", strategy="random", budget=0.5, seed=3, store="memory",
+    kw = dict(space="nasrl", data="mnist1d", strategy="random", budget=0.5, seed=3,
               space_args={"n_layers": 2, "filters": [4, 8], "kernels": [1, 3], "strides": [1]},
               scheduler={"name": "successive_halving", "args": {"n_configs": 9, "eta": 3, "rungs": [0.1, 0.15, 0.25]}},
               trainer={"batch_size": 64})
     batched = nasforge.search(out=tmp_path / "b", executor="batched", **kw)
     serial = nasforge.search(out=tmp_path / "s", executor="serial", **kw)
-    assert stacked and max(stacked) > 1
+    assert stacked and max(stacked)[0] > 1
+    assert any(continued for _, continued in stacked), stacked  # a promoted rung stacked from checkpoints
     assert [(t.arch, t.state, len(t.rungs)) for t in batched.trials] == [(t.arch, t.state, len(t.rungs)) for t in serial.trials]
     for b, s in zip(batched.trials, serial.trials):
         assert b.loss == pytest.approx(s.loss, **STUDY_LOSS)

@@ -34,10 +34,10 @@ from nasforge.train.data import Data
 from nasforge.engine.alone import train_alone
 from nasforge.engine.conv_grouping import conv_groups
 from nasforge.engine.conv_layout import ConvShape, conv_shape
-from nasforge.engine.stacked_conv import StackedConvNet
 from nasforge.engine.grouping import mlp_groups
 from nasforge.engine.losses import cross_entropy
 from nasforge.engine.mlp_layout import MLPShape, mlp_shape, stack_order
+from nasforge.engine.stacked_conv import StackedConvNet
 from nasforge.engine.stacked_mlp import MLPNet
 from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch, final_metrics
 from nasforge.engine.vmap_net import VmapNet, vmap_supported
@@ -49,7 +49,7 @@ class Candidate:
     """One job's model and where its training stands."""
 
     model: nn.Module
-    shape: MLPShape | None  # None: not an MLP; it may still train with identical twins under vmap
+    shape: MLPShape | None  # None: not an MLP; it may be a NAS-RL CNN (conv) or train with identical twins under vmap
     signature: str  # equal signatures: the same architecture
     run: _Run
     budget: float
