@@ -31,6 +31,11 @@ def mnist1d():
 
 
 @pytest.fixture(scope="module")
+def diabetes():
+    return load_dataset("diabetes")  # regression, 10 features: a 1-D input of length 10
+
+
+@pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits")
 
@@ -100,7 +105,7 @@ alone agree to ~1e-7 in loss (5e-4 in the weights of one candidate)."""
 
 
 @pytest.mark.parametrize("name,optimizer,lr,decay", [("mnist1d", "adam", ADAM_LR, 0.0), ("mnist1d", "sgd", 0.01, 0.01),
-                                                     ("digits", "adamw", ADAM_LR, 0.01)])
+                                                     ("digits", "adamw", ADAM_LR, 0.01), ("diabetes", "adam", ADAM_LR, 0.0)])
 def test_a_mixed_group_trains_as_each_alone(request, one_group, name, optimizer, lr, decay):
     data = request.getfixturevalue(name)
     space = space_for(data)

@@ -63,7 +63,7 @@ class StackedConvNet:
         self.names = [[name for name, _ in m.named_parameters()] for m in models]
         self.means = [torch.zeros(self.C, L.width, device=device) for L in lay.layers]
         self.vars = [torch.ones(self.C, L.width, device=device) for L in lay.layers]
-        self.tracked = [torch.zeros(self.C, dtype=torch.long) for _ in lay.layers]
+        self.tracked = [torch.zeros(self.C, dtype=torch.long, device=device) for _ in lay.layers]
         with torch.no_grad():
             views, masks = self._views(self.flat), self._views(mask)
             for i, model in enumerate(models):
