@@ -38,9 +38,16 @@ def run_study(config: Path, executor: str, out: Path, budget: float | None) -> f
     return time.perf_counter() - start
 
 
+def job_seconds(directory: Path) -> float:
+    """Seconds a study's jobs took, all together (model builds and training; a batched group's
+    time is shared among its members): the rest of a wall time is start-up and the study loop."""
+    from nasforge.api import open_study
+
+    return sum(t.duration for t in open_study(directory).trials)
+
+
 def compare(a: Path, b: Path, rel: float) -> tuple[bool, float, int]:
     """(same decisions, largest relative loss difference, trials) of two finished studies."""
-    sys.path.insert(0, str(ROOT))
     from nasforge.api import open_study
 
     ta, tb = open_study(a).trials, open_study(b).trials
@@ -57,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", type=Path, default=CONFIG)
     p.add_argument("--rel", type=float, default=1e-3, help="relative loss tolerance between the two studies")
     args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
     times: dict[str, list[float]] = {e: [] for e in EXECUTORS}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):
@@ -64,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
             for executor in order:
                 seconds = run_study(args.config, executor, Path(tmp) / f"{executor}{rep}", args.budget)
                 times[executor].append(seconds)
-                print(f"repeat {rep} {executor:8s} {seconds:8.1f} s", flush=True)
+                jobs = job_seconds(Path(tmp) / f"{executor}{rep}")
+                print(f"repeat {rep} {executor:8s} {seconds:8.1f} s wall, {jobs:8.1f} s in jobs", flush=True)
         same, worst, n = compare(Path(tmp) / "batched0", Path(tmp) / "serial0", args.rel)
     med = {e: statistics.median(t) for e, t in times.items()}
     print(f"median wall time: batched {med['batched']:.1f} s, serial {med['serial']:.1f} s, "
