@@ -26,14 +26,17 @@ class StepCost:
     mact_us: float
 
 
-COSTS = {1: StepCost(1664.0, 649.0, 77.3, 3021.0), 2: StepCost(0.0, 2751.0, 58.9, 0.0)}
+COSTS = {1: StepCost(1620.0, 714.0, 100.8, 0.0), 2: StepCost(0.0, 2524.0, 56.9, 0.0)}
 """Fitted per dimensionality (non-negative least squares on relative error) to the step times of
-:class:`~nasforge.engine.stacked_conv.StackedConvNet` on one thread: 70 random groups of 1-16
-NAS-RL candidates of one key on MNIST-1D (1-D, length 40; median error 9%) and 60 on digits
-(2-D, 8x8; 26%), filters (8, 16, 32), batch 32, on a CPU shared with another process. On 2-D
-inputs oneDNN's grouped convolution costs about what the candidates' own convolutions cost one
-after another (C=8, 16 -> 16 channels, 3x3 on 8x8: 3.8 ms against 4.1), so stacking saves no
-fixed cost there and the fit finds none: 2-D candidates stay single (and train one by one)."""
+:class:`~nasforge.engine.stacked_conv.StackedConvNet` on one thread, batch 32, filters
+(8, 16, 32): 80 random groups of 1-16 NAS-RL candidates of one key on MNIST-1D (1-D, length 40;
+median error 7%; the activation term did not improve the fit) and 60 on digits (2-D, 8x8; 26%),
+on a CPU shared with another process. On 2-D inputs oneDNN's grouped convolution costs about
+what the candidates' own convolutions cost one after another (C=8, 16 -> 16 channels, 3x3 on
+8x8: 3.8 ms against 4.1), so stacking saves no fixed cost there and the fit finds none: 2-D
+candidates stay single (and train one by one). Checked on the largest keys among 400 random
+1-D candidates (18, 22 and 26 of one key): the model's groups stepped 8-17% faster than the
+candidates one by one (it predicted 21-25%), one group of all of them twice as slow."""
 
 
 def step_cost(shapes: list[ConvShape], batch: int) -> float:
