@@ -64,27 +64,29 @@ class StackedConvNet:
         self.means = [torch.zeros(self.C, L.width, device=device) for L in lay.layers]
         self.vars = [torch.ones(self.C, L.width, device=device) for L in lay.layers]
         self.tracked = [torch.zeros(self.C, dtype=torch.long, device=device) for _ in lay.layers]
-        with torch.no_grad():
-            views, masks = self._views(self.flat), self._views(mask)
-            for i, model in enumerate(models):
-                model.to(device)
-                own = model.state_dict()
-                for name in self.names[i]:
-                    piece, index = self.places[i][name]
-                    views[piece][i][index] = own[name]
-                    masks[piece][i][index] = 1.0
-                for l in range(len(lay.layers)):
-                    piece, index = self.places[i][f"layers.{l}.0.weight"]
-                    w = index[0]
-                    self.means[l][i, w] = own[f"layers.{l}.1.running_mean"]
-                    self.vars[l][i, w] = own[f"layers.{l}.1.running_var"]
-                    self.tracked[l][i] = own[f"layers.{l}.1.num_batches_tracked"]
+        for i, model in enumerate(models):
+            self._load_model(i, model.to(device), mask)
         self.mask = mask
         self.optimizer = flat_optimizer(trainer, self.flat)
         if any(s is not None for s in states):
             if not all(s is not None for s in states):
                 raise ValueError("a stacked conv group continues either every candidate's state or none")
             self._load_optimizer_states(states)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def _load_model(self, i: int, model: nn.Module, mask: torch.Tensor) -> None:
+        """Copy candidate i's weights and BatchNorm buffers into its slices; mark its entries in ``mask``."""
+        own = model.state_dict()
+        views, masks = self._views(self.flat), self._views(mask)
+        for name in self.names[i]:
+            piece, index = self.places[i][name]
+            views[piece][i][index] = own[name]
+            masks[piece][i][index] = 1.0
+        for l in range(len(self.layout.layers)):
+            width = self.places[i][f"layers.{l}.0.weight"][1][0]
+            self.means[l][i, width] = own[f"layers.{l}.1.running_mean"]
+            self.vars[l][i, width] = own[f"layers.{l}.1.running_var"]
+            self.tracked[l][i] = own[f"layers.{l}.1.num_batches_tracked"]
 
     # --- layout ------------------------------------------------------------------------------
     def _places(self, shape: ConvShape) -> dict[str, tuple[str, Index]]:
