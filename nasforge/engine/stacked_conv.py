@@ -29,7 +29,7 @@ from nasforge.engine.flat_optim import flat_optimizer
 from nasforge.engine.losses import cross_entropy
 from nasforge.train.state import clone_state, optimizer_slots, optimizer_state, with_step
 
-_PREDICT_ROWS = 256  # rows per forward pass when predicting: bounds the activations' memory
+_PREDICT_BYTES = 64 << 20  # activations of one forward pass when predicting, at most about
 Index = tuple[Any, ...]
 
 
@@ -68,6 +68,9 @@ class StackedConvNet:
             self._load_model(i, model.to(device), mask)
         self.mask = mask
         self.optimizer = flat_optimizer(trainer, self.flat)
+        per_row = 4 * self.C * sum((L.pool + L.c_in) * math.prod(L.size_in) + L.width * math.prod(L.size_out)
+                                   for L in lay.layers)  # float32 pools, inputs and outputs
+        self.predict_rows = max(1, _PREDICT_BYTES // per_row)
         if any(s is not None for s in states):
             if not all(s is not None for s in states):
                 raise ValueError("a stacked conv group continues either every candidate's state or none")
@@ -162,8 +165,8 @@ class StackedConvNet:
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         outs = []
-        for start in range(0, len(x), _PREDICT_ROWS):
-            rows = x[start:start + _PREDICT_ROWS]
+        for start in range(0, len(x), self.predict_rows):
+            rows = x[start:start + self.predict_rows]
             images = rows.reshape(len(rows), 1, *self.image).expand(len(rows), self.C, *self.image)
             outs.append(self._forward(images, training=False))
         return torch.cat(outs, 1)
