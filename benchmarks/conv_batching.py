@@ -16,6 +16,7 @@ study with SGD, where stacked and alone agree to ~1e-7 and the decisions must ma
     python benchmarks/conv_batching.py                 # 3 repeats of each (~20 min on one core)
     python benchmarks/conv_batching.py --repeats 1 --budget 3   # a smoke run, under a minute
     python benchmarks/conv_batching.py --repeats 1 --optimizer sgd
+    python benchmarks/conv_batching.py --rung 27     # Hyperband's first rung only: the same work both ways
 """
 from __future__ import annotations
 
@@ -78,6 +79,71 @@ def with_optimizer(config: Path, optimizer: str, directory: Path) -> Path:
     return out
 
 
+def replay_rung(count: int, budget: float, repeats: int, strides: tuple[int, ...] = (1, 2), seed: int = 0) -> None:
+    """One rung, the same work both ways: ``count`` random candidates of the config's space
+    trained for ``budget`` epochs in this process (one thread), grouped by key as the batched
+    executor groups them, against one by one; alternating, median of ``repeats``."""
+    import numpy as np
+    import torch
+
+    from nasforge.datasets import load_dataset
+    from nasforge.engine.population import PopulationTrainer
+    from nasforge.space import Space
+    from nasforge.spaces.nasrl import nasrl_cnn
+    from nasforge.train.trainer import SupervisedTrainer
+
+    torch.set_num_threads(1)
+    data = load_dataset("mnist1d")
+    space = Space(nasrl_cnn, {**data.context(), "filters": (8, 16, 32), "strides": strides})
+    rng = np.random.default_rng(seed)
+    archs = [space.schema.sample(rng) for _ in range(count)]
+    trainer = SupervisedTrainer()
+
+    def batched(verbose: bool = False) -> dict[int, float]:
+        pop = PopulationTrainer(trainer)
+        groups: dict[tuple, list] = {}
+        for i, arch in enumerate(archs):
+            torch.manual_seed(i)
+            cand = pop.candidate(space.build(arch), budget, None)
+            groups.setdefault(pop.key(cand, data), []).append((i, cand))
+        losses = {}
+        for key, members in groups.items():
+            if pop.pays(key, len(members)):
+                pop.train([c for _, c in members], data)
+                losses.update({i: c.result.metrics["val_loss"] for i, c in members})
+            else:
+                losses.update(serial([members[0][0]]))
+        if verbose:
+            sizes = [[len(g) for g in pop._conv_groups([c for _, c in m])] for m in groups.values() if len(m) > 1]
+            print(f"  candidates per key {sorted((len(m) for m in groups.values()), reverse=True)}; "
+                  f"groups in the keys of several {sizes}")
+        return losses
+
+    def serial(which: list[int] | None = None) -> dict[int, float]:
+        losses = {}
+        for i in range(count) if which is None else which:
+            torch.manual_seed(i)
+            losses[i] = trainer(space.build(archs[i]), data, budget).metrics["val_loss"]
+        return losses
+
+    budget_now = budget
+    budget = 0.05  # warm-up, untimed: first uses of each kernel, allocator and optimiser
+    batched(), serial()
+    budget = budget_now
+    times: dict[str, list[float]] = {"batched": [], "serial": []}
+    results = {}
+    for rep in range(repeats):
+        for name in (("batched", "serial") if rep % 2 == 0 else ("serial", "batched")):
+            start = time.perf_counter()
+            results[name] = batched(verbose=rep == 0) if name == "batched" else serial()
+            times[name].append(time.perf_counter() - start)
+            print(f"rung repeat {rep} {name:8s} {times[name][-1]:7.2f} s", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    worst = max(abs(results["batched"][i] - results["serial"][i]) / results["serial"][i] for i in range(count))
+    print(f"rung of {count} at {budget:g} epochs: batched {med['batched']:.2f} s, one by one {med['serial']:.2f} s, "
+          f"ratio {med['serial'] / med['batched']:.2f}; largest relative val-loss difference {worst:.1e}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3, help="studies per executor (median reported)")
@@ -85,7 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", type=Path, default=CONFIG)
     p.add_argument("--rel", type=float, default=1e-3, help="relative loss tolerance between the two studies")
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help="the trainer's optimizer instead of the config's")
+    p.add_argument("--rung", type=int, metavar="N",
+                   help="instead of studies: one rung of N random candidates (1 epoch), the same work both ways, in-process")
+    p.add_argument("--strides", default="1,2", help="with --rung: the space's strides (1: every candidate of a rung "
+                                                    "has the same feature-map sizes, one key)")
     args = p.parse_args(argv)
+    if args.rung:
+        sys.path.insert(0, str(ROOT))
+        replay_rung(args.rung, args.budget or 1.0, args.repeats, tuple(int(v) for v in args.strides.split(",")))
+        return
     sys.path.insert(0, str(ROOT))
     times: dict[str, list[float]] = {e: [] for e in EXECUTORS}
     with tempfile.TemporaryDirectory() as tmp:
