@@ -7,11 +7,12 @@ serial`` (one by one), alternating which goes first, and prints each wall time, 
 their ratio, and whether both studies made the same decisions (the same trials, states and rungs;
 losses within a relative tolerance).
 
-With Adam (the config's optimizer) these small BatchNorm CNNs train chaotically: nudging each
-initial weight by one float32 ulp moves a candidate's validation loss by 1-10% after 1-3 epochs
-(measured for two of the study's trials), so float rounding alone (a stacked group's or another
-CPU's kernels) can change Hyperband's later decisions. ``--optimizer sgd`` trains the same
-study with SGD, where stacked and alone agree to ~1e-7 and the decisions must match.
+These small BatchNorm CNNs amplify float rounding: nudging each initial weight by one float32
+ulp moves a candidate's validation loss by 1-10% after 1-3 epochs under Adam (the config's
+optimizer) and by up to ~1% under SGD (``--optimizer sgd``; two of the study's trials measured).
+So rounding alone (a stacked group's kernels, or another CPU's) can change Hyperband's later
+decisions, and then the two studies train different trials: their wall times compare different
+work. ``--rung N`` times the same work both ways: one rung of N random candidates, in-process.
 
     python benchmarks/conv_batching.py                 # 3 repeats of each (~20 min on one core)
     python benchmarks/conv_batching.py --repeats 1 --budget 3   # a smoke run, under a minute
