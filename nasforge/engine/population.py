@@ -7,8 +7,11 @@ proposals) train together:
 * MLPs (``[Flatten,] Linear, act, ..., Linear``) of any depths are stacked into one zero-padded
   network (:mod:`nasforge.engine.stacked_mlp`); a fitted model of step time (fixed costs against
   padded arithmetic) decides how candidates are grouped (:mod:`nasforge.engine.grouping`);
-* candidates with one identical architecture, of any kind (CNNs too), stack their weights with
-  ``torch.func`` and train under ``vmap`` (:mod:`nasforge.engine.vmap_net`);
+* NAS-RL CNNs whose feature maps have the same sizes (widths, kernels and skip sets may differ)
+  train as one network of grouped convolutions (:mod:`nasforge.engine.stacked_conv`), grouped by
+  a fitted model of step time (:mod:`nasforge.engine.conv_grouping`);
+* candidates with one identical architecture, of any kind (CNNs without BatchNorm too), stack
+  their weights with ``torch.func`` and train under ``vmap`` (:mod:`nasforge.engine.vmap_net`);
 * everything else trains one by one, elsewhere.
 
 Every candidate keeps its own data order, optimiser state, curve and checkpoint, in exactly the
@@ -28,10 +31,14 @@ import torch
 from torch import nn
 
 from nasforge.train.data import Data
+from nasforge.engine.alone import train_alone
+from nasforge.engine.conv_grouping import conv_groups
+from nasforge.engine.conv_layout import ConvShape, conv_shape
 from nasforge.train.state import torch_threads
 from nasforge.engine.grouping import mlp_groups
 from nasforge.engine.losses import cross_entropy
 from nasforge.engine.mlp_layout import MLPShape, mlp_shape, stack_order
+from nasforge.engine.stacked_conv import StackedConvNet
 from nasforge.engine.stacked_mlp import MLPNet
 from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch, final_metrics
 from nasforge.engine.vmap_net import VmapNet, vmap_supported
@@ -43,7 +50,7 @@ class Candidate:
     """One job's model and where its training stands."""
 
     model: nn.Module
-    shape: MLPShape | None  # None: not an MLP; it may still train with identical twins under vmap
+    shape: MLPShape | None  # None: not an MLP; it may be a NAS-RL CNN (conv) or train with identical twins under vmap
     signature: str  # equal signatures: the same architecture
     run: _Run
     budget: float
@@ -51,6 +58,7 @@ class Candidate:
     result: EvalResult | None = None
     error: str | None = None  # set when this candidate failed (its result stays None)
     curve: list[dict[str, float]] = field(default_factory=list)
+    conv: ConvShape | None = None  # set for a NAS-RL CNN: it stacks with others of its conv key
 
     @property
     def done(self) -> bool:
@@ -84,34 +92,42 @@ class PopulationTrainer:
 
     @staticmethod
     def supports(model: nn.Module) -> bool:
-        return mlp_shape(model) is not None or vmap_supported(model)
+        return mlp_shape(model) is not None or conv_shape(model) is not None or vmap_supported(model)
 
     def candidate(self, model: nn.Module, budget: float, state: dict[str, Any] | None, signature: str = "") -> Candidate:
         """Call right after building ``model`` under the trial's seed: a fresh candidate draws its
         shuffling seed from torch's global RNG exactly as the one-by-one trainer does."""
         shape = mlp_shape(model)
-        if shape is None and not vmap_supported(model):
-            raise ValueError("neither an MLP of Linear layers and zero-preserving activations nor a vmap-able model")
+        conv = conv_shape(model) if shape is None else None
+        if shape is None and conv is None and not vmap_supported(model):
+            raise ValueError("neither an MLP of Linear layers and zero-preserving activations, a NAS-RL CNN "
+                             "nor a vmap-able model")
         run = _Run(torch.Generator())
         if state:
             model.load_state_dict(state["model"])
             run.load(state)
         else:
             run.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
-        return Candidate(model, shape, signature or repr(model), run, budget, state)
+        return Candidate(model, shape, signature or repr(model), run, budget, state, conv=conv)
 
     def key(self, cand: Candidate, data: Data) -> tuple[Any, ...]:
         """Candidates with equal keys may train in one pass (same steps, target and subset; for
-        non-MLPs, the same architecture)."""
+        NAS-RL CNNs the same feature-map sizes; for others, the same architecture)."""
         probe = copy.copy(cand.run)  # plan() may reset a data-fraction run; keep the real one as it is
         subset, target = self.trainer.plan(len(data.x_train), cand.budget, probe)
-        kind = ("mlp", cand.shape.flatten) if cand.shape is not None else ("vmap", cand.signature)
+        if cand.shape is not None:
+            kind: tuple[Any, ...] = ("mlp", cand.shape.flatten)
+        elif cand.conv is not None:
+            kind = ("conv", cand.conv.key())
+        else:
+            kind = ("vmap", cand.signature)
         return (*kind, probe.steps, probe.position, subset, target)
 
     @staticmethod
     def pays(key: tuple[Any, ...], count: int) -> bool:
-        """A lone non-MLP has no identical twin: nothing to vectorise, so it trains one by one."""
-        return key[0] != "vmap" or count > 1
+        """A lone non-MLP (no identical twin, no CNN of its sizes) has nothing to stack with, so it
+        trains one by one."""
+        return key[0] == "mlp" or count > 1
 
     def train(self, candidates: list[Candidate], data: Data) -> None:
         """Train candidates that share one key; each gets ``result`` (or ``error``) set."""
@@ -121,6 +137,15 @@ class PopulationTrainer:
     def _train(self, candidates: list[Candidate], data: Data) -> None:
         self.trainer.check_budget(candidates[0].budget)
         data = self.trainer._data(data)
+        if candidates[0].conv is not None:
+            for group in self._conv_groups(candidates):
+                if len(group) == 1:  # nothing to stack with: exactly the one-by-one training
+                    train_alone(self.trainer, group[0], data)
+                    continue
+                net = StackedConvNet(self.trainer, [c.model for c in group], [c.conv for c in group],  # type: ignore[misc]
+                                     [c.state for c in group], data)
+                _Loop(self.trainer, group, data, net).train()
+            return
         if candidates[0].shape is None:
             for start in range(0, len(candidates), self.max_group):
                 group = candidates[start:start + self.max_group]
@@ -129,6 +154,11 @@ class PopulationTrainer:
         for group in self._mlp_groups(candidates):
             net = MLPNet(self.trainer, [c.model for c in group], [c.shape for c in group], [c.state for c in group], data)  # type: ignore[misc]
             _Loop(self.trainer, group, data, net).train()
+
+    def _conv_groups(self, candidates: list[Candidate]) -> list[list[Candidate]]:
+        """Candidates of one conv key grouped by :func:`~nasforge.engine.conv_grouping.conv_groups`."""
+        index = conv_groups([c.conv for c in candidates], self.trainer.batch_size, self.max_group)  # type: ignore[misc]
+        return [[candidates[i] for i in g] for g in index]
 
     def _mlp_groups(self, candidates: list[Candidate]) -> list[list[Candidate]]:
         """Candidates grouped by :func:`~nasforge.engine.grouping.mlp_groups` (depths may mix);

@@ -91,7 +91,7 @@ class SupervisedTrainer:
 
     def batch_trainer(self) -> Any:
         """The population trainer with these settings (:mod:`nasforge.engine`): it trains MLPs,
-        and models with identical twins, in stacked groups."""
+        NAS-RL CNNs of equal feature-map sizes, and models with identical twins in stacked groups."""
         from nasforge.engine.population import PopulationTrainer  # only executors that batch need it
         return PopulationTrainer(self)
 
@@ -138,20 +138,27 @@ class SupervisedTrainer:
 
     def _evaluate(self, model: nn.Module, data: Data, budget: float, state: dict[str, Any] | None) -> EvalResult:
         self.check_budget(budget)
-        data = self._data(data)
-        model.to(self.device)
-        optimizer = self._make_optimizer(model)
         run = _Run(torch.Generator())
         if state:
             model.load_state_dict(state["model"])
-            # A copy: loading aliases the saved tensors, and stepping would then change the caller's state.
-            optimizer.load_state_dict(clone_state(state["optimizer"]))
             run.load(state)
         else:
             run.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        return self.continue_run(model, data, budget, state["optimizer"] if state else None, run)
+
+    def continue_run(self, model: nn.Module, data: Data, budget: float, optimizer_state: dict[str, Any] | None,
+                     run: "_Run") -> EvalResult:
+        """Train ``model`` (already holding the weights it continues from) from where ``run``
+        stands to ``budget``; what a call does once its state is loaded (the population trainer
+        calls it for a candidate it trains alone)."""
+        data = self._data(data)
+        model.to(self.device)
+        optimizer = self._make_optimizer(model)
+        if optimizer_state:
+            # A copy: loading aliases the saved tensors, and stepping would then change the caller's state.
+            optimizer.load_state_dict(clone_state(optimizer_state))
         loss_fn = nn.CrossEntropyLoss() if data.task == "classification" else nn.MSELoss()
-        n = len(data.x_train)
-        subset, target = self.plan(n, budget, run)
+        subset, target = self.plan(len(data.x_train), budget, run)
         start = time.perf_counter()
         curve = self._train(model, data, optimizer, loss_fn, run, subset, target)
         last = curve[-1] if curve else {"epoch": run.epoch, **self._checked_validate(model, data, loss_fn, run.epoch)}
