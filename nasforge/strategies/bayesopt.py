@@ -1,6 +1,7 @@
 """Gaussian-process Bayesian optimisation with expected improvement, multi-fidelity aware (BOHB).
 
-The surrogate is scikit-learn's ``GaussianProcessRegressor`` on architectures encoded by
+The surrogate is a GP (:mod:`nasforge.strategies.gp`: scikit-learn's ``GaussianProcessRegressor``
+with a constant x Matern 5/2 + white-noise kernel, computed without importing it) on architectures encoded by
 :class:`nasforge.space.Encoder`. Expected improvement is maximised over sampled candidates:
 fresh samples of the space plus mutations of the best observed architectures (local search).
 Candidates are generated and encoded as arrays (:class:`ArrayCodes`), so thousands cost a few ms.
@@ -18,8 +19,6 @@ from scipy.optimize import minimize
 from scipy.special import (
     ndtr,  # the normal CDF; scipy.stats would cost a second to import
 )
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
 
 from nasforge.errors import ConfigError
 from nasforge.space.codes import ArrayCodes, local_and_fresh
@@ -27,6 +26,7 @@ from nasforge.space.encoding import Encoder
 from nasforge.space.blas import one_blas_thread
 from nasforge.space.schema import Schema
 from nasforge.strategies.base import rng_state, set_rng_state, unseen_sample
+from nasforge.strategies.gp import GaussianProcess, initial_theta
 from nasforge.types import ArchDict, Result, arch_key
 
 N_PARENTS = 5
@@ -191,7 +191,7 @@ class GPBayesOpt:
         codes = self._candidates(rows, y)
         with one_blas_thread():  # GP matrices here are small (<= max_points)
             gp = self._fit(np.asarray([self._x[i] for i in rows]), y, budget)
-            mu, sigma = gp.predict(self.codes.encode(codes), return_std=True)
+            mu, sigma = gp.predict(self.codes.encode(codes))
         ei = expected_improvement(mu, sigma, float(y.min()), self.xi)
         picks: list[ArchDict] = []
         keys = set(self._seen)
@@ -218,19 +218,19 @@ class GPBayesOpt:
             rows, y = [rows[i] for i in keep], y[keep]
         return rows, y
 
-    def _fit(self, x: np.ndarray, y: np.ndarray, budget: float) -> GaussianProcessRegressor:
+    def _fit(self, x: np.ndarray, y: np.ndarray, budget: float) -> GaussianProcess:
         """Fit with the stored hyperparameters, re-optimising them first when due: warm-started,
         on at most ``HYPER_POINTS`` evenly spaced rows (the likelihood gradient costs n^2 * dims)."""
-        kernel = _kernel(self.encoder.dim if self.ard else 1)
-        if self.theta is not None and len(self.theta) == len(kernel.theta):
-            kernel = kernel.clone_with_theta(np.asarray(self.theta))
+        theta = initial_theta(self.encoder.dim if self.ard else 1)
+        if self.theta is not None and len(self.theta) == len(theta):
+            theta = np.asarray(self.theta)
         if (self.theta is None or self.theta_budget != budget
                 or len(self.history) - self.refit_at >= self.refit_every):
             sub = np.unique(np.linspace(0, len(y) - 1, min(len(y), HYPER_POINTS)).round().astype(int))
             maxiter = REFIT_ITERATIONS if self.theta_budget == budget else 2 * REFIT_ITERATIONS
-            kernel = _gp(kernel, x[sub], y[sub], partial(_lbfgs, maxiter=maxiter)).kernel_
-            self.theta, self.theta_budget, self.refit_at = kernel.theta.tolist(), budget, len(self.history)
-        return _gp(kernel, x, y, None)
+            theta = GaussianProcess(theta, x[sub], y[sub], partial(_lbfgs, maxiter=maxiter)).theta
+            self.theta, self.theta_budget, self.refit_at = theta.tolist(), budget, len(self.history)
+        return GaussianProcess(theta, x, y)
 
     def _candidates(self, rows: list[int], y: np.ndarray) -> np.ndarray:
         """Code rows: mutations of the best observed architectures, then fresh samples."""
@@ -245,21 +245,9 @@ class GPBayesOpt:
         return local_and_fresh(self.codes, np.asarray(parents), self.n_candidates, self.rng)
 
 
-def _kernel(n_scales: int) -> Kernel:
-    scale = np.ones(n_scales) if n_scales > 1 else 1.0
-    return (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(scale, (0.1, 10.0), nu=2.5)
-            + WhiteKernel(1e-2, (1e-6, 1e0)))
-
-
-def _gp(kernel: Kernel, x: np.ndarray, y: np.ndarray, optimizer: Any) -> GaussianProcessRegressor:
-    gp = GaussianProcessRegressor(kernel, normalize_y=True, optimizer=optimizer)
+def _lbfgs(objective: Callable[[np.ndarray], tuple[float, np.ndarray]], initial: np.ndarray, bounds: np.ndarray,
+           maxiter: int) -> np.ndarray:
+    """L-BFGS-B from the (warm) initial hyperparameters, bounded work."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # hyperparameters at their bounds are fine here
-        return gp.fit(x, y)
-
-
-def _lbfgs(obj_func: Callable[..., Any], initial_theta: np.ndarray, bounds: np.ndarray,
-           maxiter: int) -> tuple[np.ndarray, float]:
-    """sklearn's optimizer hook: L-BFGS-B from the (warm) initial hyperparameters, bounded work."""
-    res = minimize(obj_func, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": maxiter})
-    return res.x, float(res.fun)
+        return minimize(objective, initial, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": maxiter}).x
