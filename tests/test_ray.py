@@ -32,8 +32,14 @@ def _record(study) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def local_pool():
-    """The reference: the same study on the local batched pool (two processes)."""
-    return _record(_digits_study("batched"))
+    """The reference: the same study on the local batched pool (two processes), every poll split
+    as in the Ray tests (``split_every_poll``): the shards decide the groups, and so the rounding."""
+    from nasforge.execution.batch_pool import ShardPlan
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ShardPlan, "min_split_us", 0.0)
+        patch.setattr(ShardPlan, "remote_us", 0.0)
+        return _record(_digits_study("batched"))
 
 
 # --- the driver killed (first: its own local cluster, before the module's) ----------------------
