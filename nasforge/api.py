@@ -72,7 +72,7 @@ def build_study(cfg: StudyConfig, directory: Path, objects: Objects | None = Non
     if kind == "auto":  # an evaluator that trains models together (the built-in one) does, in each process
         kind = "batched" if isinstance(evaluator, TrainsTogether) else ("pool" if isinstance(cfg.workers, int) and cfg.workers > 1 else "serial")
     make_executor = EXECUTORS.get(kind)
-    workers = resolve_workers(cfg.workers, kind)
+    workers = resolve_workers(cfg.workers, kind, cfg.trainer.threads)
     context_for_workers.threads = cfg.trainer.threads
     options = ExecutorOptions(workers, cfg.trial_timeout, cfg.ray.model_dump() if cfg.ray else {})
     if kind == "ray":  # Ray missing or a wrong address is said now, before any work
@@ -101,12 +101,12 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def resolve_workers(workers: int | str, executor: str) -> int:
-    """``workers: auto``: a worker per usable core for executors that run trials side by side, one
-    for the serial and simulated ones."""
+def resolve_workers(workers: int | str, executor: str, threads: int = 1) -> int:
+    """``workers: auto``: as many workers of ``threads`` threads as the usable cores hold, for
+    executors that run trials side by side; one for the serial and simulated ones."""
     if workers != "auto":
         return int(workers)
-    return usable_cores() if executor in PARALLEL_EXECUTORS else 1
+    return max(1, usable_cores() // threads) if executor in PARALLEL_EXECUTORS else 1
 
 
 def _check_reported(cfg: StudyConfig, reported: tuple[str, ...], task: str) -> None:

@@ -178,7 +178,8 @@ def eta_text(elapsed: float, finished: float, remaining: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _summary(study: Any) -> None:
+def _summary(study: Any) -> int:
+    """Print the leaderboard and the best trial; the exit status: 1 when no trial succeeded."""
     from nasforge.report.leaderboard import leaderboard_table
     console = _console()
     trials = study.store.trials()
@@ -189,13 +190,14 @@ def _summary(study: Any) -> None:
     best = study.best
     if best is None:
         console.print("[red]no trial succeeded[/]")
-        return
+        return 1
     console.print(f"best architecture (trial {best.id}, {safe(study.objective.metric)} = {best.metrics[study.objective.metric]:.4f}):")
     console.print_json(json.dumps(best.arch))
     if study.store.location == "memory":  # nothing of the trials outlives this process
         console.print("(store: memory: the trials are not kept; use store: sqlite to report on or export them later)")
-        return
+        return 0
     console.print(f"next: nasforge status {safe(study.directory)}   |   nasforge export {safe(study.directory)}")
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -224,8 +226,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     elif study.strategy.exhausted and count < cfg.trials:
         _console().print(f"the search ended after {count} of {cfg.trials} trials: the strategy had no new architecture "
                          f"to propose (each is evaluated once; `repeats: true` evaluates repeats)")
-    _summary(study)
-    return 0
+    return _summary(study)
 
 
 def _where(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
@@ -247,8 +248,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from nasforge.api import stored_config
     study = open_study(args.directory, where=_where(args, stored_config(args.directory)[0]))
     _run_study(study, args.quiet, study.expected_jobs())
-    _summary(study)
-    return 0
+    return _summary(study)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

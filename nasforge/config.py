@@ -50,6 +50,9 @@ class Component(_Strict):
         return value
 
 
+MAX_WORKERS = 256
+
+
 class TrainerConfig(_Strict):
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(0.01, gt=0)
@@ -143,9 +146,9 @@ class StudyConfig(_Strict):
     hardware: HardwareConfig | None = None  # set it to measure latency, params and FLOPs of every trial
     trials: int = Field(20, ge=1)
     budget: float = Field(30, gt=0)  # the most epochs one trial trains for
-    # auto: one worker per usable core where trials train together (batched) or in a pool/on Ray;
-    # one with the serial executor (a user's evaluator, by default)
-    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
+    # auto: a worker per usable core (trainer.threads cores each) where trials train together
+    # (batched) or in a pool/on Ray; one with the serial executor (a user's evaluator, by default)
+    workers: int | Literal["auto"] = "auto"
     seed: int = Field(0, ge=0, le=2**63 - 1)
     keep_checkpoints: int = Field(5, ge=1)  # complete trials whose weights stay on disk (the best ones)
     repeats: bool = False  # evaluate an architecture again when it is proposed again (noisy objectives)
@@ -184,6 +187,13 @@ class StudyConfig(_Strict):
     def _known_name(cls, value: Component, info: Any) -> Component:
         _registry(info.field_name).check(value.name)
         return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS):
+            return value
+        raise ValueError(f"must be an int from 1 to {MAX_WORKERS}, or auto")
 
     @field_validator("executor")
     @classmethod

@@ -92,6 +92,9 @@ def as_eval_result(out: Any) -> EvalResult:
         result = EvalResult(dict(out))
     else:
         raise TypeError(f"An evaluator must return a dict of metrics or an EvalResult, got {type(out).__name__}")
+    if not isinstance(result.curve, list):
+        raise TypeError(f"EvalResult.curve must be a list of per-epoch metric dicts ([] for none), "
+                        f"got {type(result.curve).__name__}")
     clean: dict[str, float] = {}
     for key, value in result.metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
