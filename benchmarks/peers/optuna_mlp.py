@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import numpy as np
 import optuna
 import torch
 from torch import nn
+
+from plain_loop import Trials  # beside this script
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 MAX_DEPTH, MIN_WIDTH, MAX_WIDTH, LR, BATCH = 6, 2, 100, 0.02, 10
@@ -58,44 +59,17 @@ def main() -> None:
     sampler = (optuna.samplers.GPSampler(n_startup_trials=100, seed=args.seed) if args.experiment == "bo"
                else optuna.samplers.RandomSampler(seed=args.seed))
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner())
-    loss_fn = nn.CrossEntropyLoss()
-    finals: list[tuple[int, float]] = []
-    epochs = [0]
+    trials_run = Trials(x, y, xv, yv, LR, BATCH, max_epochs)
 
     def objective(trial: optuna.Trial) -> float:
         config = {"depth": trial.suggest_int("depth", 1, MAX_DEPTH),
                   **{f"width_{i}": trial.suggest_int(f"width_{i}", MIN_WIDTH, MAX_WIDTH) for i in range(MAX_DEPTH)},
                   "activation": trial.suggest_categorical("activation", list(ACTIVATIONS))}
         torch.manual_seed(args.seed * 100_003 + trial.number)
-        model = mlp(config, x[0].numel(), n_out)
-        optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
-        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-        value = math.nan
-        for epoch in range(1, max_epochs + 1):
-            model.train()
-            order = torch.randperm(len(x), generator=generator)
-            for i in range(0, len(order), BATCH):
-                idx = order[i:i + BATCH]
-                loss = loss_fn(model(x[idx]), y[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            model.eval()
-            with torch.no_grad():
-                value = float(loss_fn(model(xv), yv))
-            epochs[0] += 1
-            if not math.isfinite(value):
-                return math.nan
-            trial.report(value, epoch)
-            if trial.should_prune():
-                finals.append((epoch, value))
-                raise optuna.TrialPruned()
-        finals.append((max_epochs, value))
-        return value
+        return trials_run.train(trial, mlp(config, x[0].numel(), n_out))
 
     study.optimize(objective, n_trials=trials)
-    at_max = [v for e, v in finals if e == max_epochs and math.isfinite(v)]
-    print(json.dumps({"best": min(at_max) if at_max else math.nan, "trials": len(study.trials), "epochs": epochs[0]}))
+    print(json.dumps({"best": trials_run.best_at_max(), "trials": len(study.trials), "epochs": trials_run.epochs}))
 
 
 if __name__ == "__main__":

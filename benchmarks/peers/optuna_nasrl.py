@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import numpy as np
 import optuna
 import torch
-from torch import nn
-
 from nasforge.space import Space
 from nasforge.spaces.nasrl import KERNELS, STRIDES, nasrl_cnn
+from plain_loop import Trials  # beside this script
 
 LAYERS, MAX_EPOCHS, LR, BATCH = 4, 27, 0.01, 32
 
@@ -40,9 +38,7 @@ def main() -> None:
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=args.seed),
                                 pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=MAX_EPOCHS,
                                                                       reduction_factor=3))
-    loss_fn = nn.CrossEntropyLoss()
-    finals: list[tuple[int, float]] = []
-    epochs = [0]
+    trials_run = Trials(x, y, xv, yv, LR, BATCH, MAX_EPOCHS)
 
     def objective(trial: optuna.Trial) -> float:
         arch: dict = {}
@@ -54,35 +50,10 @@ def main() -> None:
             arch[f"layer_{i}/stride"] = trial.suggest_categorical(f"layer_{i}/stride", list(STRIDES))
             arch[f"layer_{i}/filters"] = trial.suggest_categorical(f"layer_{i}/filters", filters)
         torch.manual_seed(args.seed * 100_003 + trial.number)
-        model = space.build(arch)
-        optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
-        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-        value = math.nan
-        for epoch in range(1, MAX_EPOCHS + 1):
-            model.train()
-            order = torch.randperm(len(x), generator=generator)
-            for i in range(0, len(order), BATCH):
-                idx = order[i:i + BATCH]
-                loss = loss_fn(model(x[idx]), y[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            model.eval()
-            with torch.no_grad():
-                value = float(loss_fn(model(xv), yv))
-            epochs[0] += 1
-            if not math.isfinite(value):
-                return math.nan
-            trial.report(value, epoch)
-            if trial.should_prune():
-                finals.append((epoch, value))
-                raise optuna.TrialPruned()
-        finals.append((MAX_EPOCHS, value))
-        return value
+        return trials_run.train(trial, space.build(arch))
 
     study.optimize(objective, n_trials=49)
-    at_max = [v for e, v in finals if e == MAX_EPOCHS and math.isfinite(v)]
-    print(json.dumps({"best": min(at_max) if at_max else math.nan, "trials": len(study.trials), "epochs": epochs[0]}))
+    print(json.dumps({"best": trials_run.best_at_max(), "trials": len(study.trials), "epochs": trials_run.epochs}))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from nasforge.engine.losses import cross_entropy
 from nasforge.engine.mlp_layout import MLPShape, mlp_shape, stack_order
 from nasforge.engine.stacked_conv import StackedConvNet
 from nasforge.engine.stacked_mlp import MLPNet
-from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch, final_metrics
+from nasforge.train.trainer import SupervisedTrainer, _fixed_order, _Run, _steps_per_epoch, final_metrics, start_run
 from nasforge.engine.vmap_net import VmapNet, vmap_supported
 from nasforge.types import EvalResult
 
@@ -102,13 +102,7 @@ class PopulationTrainer:
         if shape is None and conv is None and not vmap_supported(model):
             raise ValueError("neither an MLP of Linear layers and zero-preserving activations, a NAS-RL CNN "
                              "nor a vmap-able model")
-        run = _Run(torch.Generator())
-        if state:
-            model.load_state_dict(state["model"])
-            run.load(state)
-        else:
-            run.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
-        return Candidate(model, shape, signature or repr(model), run, budget, state, conv=conv)
+        return Candidate(model, shape, signature or repr(model), start_run(model, state), budget, state, conv=conv)
 
     def key(self, cand: Candidate, data: Data) -> tuple[Any, ...]:
         """Candidates with equal keys may train in one pass (same steps, target and subset; for

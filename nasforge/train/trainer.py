@@ -19,6 +19,18 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 _EVAL_CHUNK = 4096
 
 
+def start_run(model: nn.Module, state: dict[str, Any] | None) -> "_Run":
+    """Where a trial's training stands: loaded from ``state`` (its weights into ``model``), or a
+    fresh run whose shuffling seed is drawn from torch's global RNG (seeded per trial)."""
+    run = _Run(torch.Generator())
+    if state:
+        model.load_state_dict(state["model"])
+        run.load(state)
+    else:
+        run.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
+    return run
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -138,12 +150,7 @@ class SupervisedTrainer:
 
     def _evaluate(self, model: nn.Module, data: Data, budget: float, state: dict[str, Any] | None) -> EvalResult:
         self.check_budget(budget)
-        run = _Run(torch.Generator())
-        if state:
-            model.load_state_dict(state["model"])
-            run.load(state)
-        else:
-            run.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        run = start_run(model, state)
         return self.continue_run(model, data, budget, state["optimizer"] if state else None, run)
 
     def continue_run(self, model: nn.Module, data: Data, budget: float, optimizer_state: dict[str, Any] | None,
