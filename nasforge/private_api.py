@@ -25,10 +25,6 @@ def use_private(enabled: bool) -> None:
     _private = enabled
 
 
-def private_enabled() -> bool:
-    return _private
-
-
 def _attr(owner: Any, name: str) -> Any:
     return getattr(owner, name, None) if _private else None
 
