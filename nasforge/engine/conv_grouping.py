@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from nasforge.engine.conv_layout import ConvShape, group_layout
+from nasforge.engine.grouping import merge_while_saving
 
 
 @dataclass(frozen=True)
@@ -52,27 +53,8 @@ def step_cost(shapes: list[ConvShape], batch: int) -> float:
 
 def conv_groups(shapes: list[ConvShape], batch: int, max_group: int) -> list[list[int]]:
     """Indices of ``shapes`` (one conv key) partitioned into groups of at most ``max_group``,
-    each in ascending order; groups in the order of their first member."""
-    groups = {i: [i] for i in range(len(shapes))}
-    costs = {i: step_cost([shapes[i]], batch) for i in groups}
-    savings: dict[tuple[int, int], float] = {}
-
-    def price(a: int, b: int) -> None:
-        if len(groups[a]) + len(groups[b]) <= max_group:
-            savings[(a, b)] = costs[a] + costs[b] - step_cost([shapes[i] for i in groups[a] + groups[b]], batch)
-
-    for a in groups:
-        for b in groups:
-            if a < b:
-                price(a, b)
-    while savings:
-        (a, b), best = max(savings.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
-        if best <= 0:
-            break
-        groups[a] = sorted(groups[a] + groups.pop(b))
-        costs[a] = step_cost([shapes[i] for i in groups[a]], batch)
-        savings = {pair: v for pair, v in savings.items() if a not in pair and b not in pair}
-        for other in groups:
-            if other != a:
-                price(min(a, other), max(a, other))
-    return sorted(groups.values())
+    each in ascending order; groups in the order of their first member. Single candidates merge
+    as MLP groups do (:func:`~nasforge.engine.grouping.merge_while_saving`)."""
+    merged = merge_while_saving([[i] for i in range(len(shapes))],
+                                lambda members: step_cost([shapes[i] for i in members], batch), max_group)
+    return sorted(sorted(group) for group in merged)

@@ -15,24 +15,29 @@ and 1.08 for all three, within this machine's noise.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from nasforge.engine.mlp_layout import MLPShape, step_cost
 
 
 def mlp_groups(shapes: list[MLPShape], batch: int, max_group: int) -> list[list[int]]:
     """Indices of ``shapes`` (one input size) partitioned into groups of at most ``max_group``."""
-    groups = dict(enumerate(_same_depth_groups(shapes, batch, max_group)))
+    return merge_while_saving(_same_depth_groups(shapes, batch, max_group),
+                              lambda members: step_cost([shapes[i] for i in members], batch), max_group)
 
-    def cost(members: list[int]) -> float:
-        return step_cost([shapes[i] for i in members], batch)
 
-    costs = {g: cost(m) for g, m in groups.items()}
+def merge_while_saving(groups: list[list[int]], cost: Callable[[list[int]], float], max_group: int) -> list[list[int]]:
+    """Merge whole groups, the pair whose merge saves most first (ties: the lowest indices), while
+    a merge saves and the merged group holds at most ``max_group``; ``cost`` prices a group's step."""
+    by_id = dict(enumerate(groups))
+    costs = {g: cost(m) for g, m in by_id.items()}
     savings: dict[tuple[int, int], float] = {}  # (group, group) -> what merging them saves
 
     def price(a: int, b: int) -> None:
-        if len(groups[a]) + len(groups[b]) <= max_group:
-            savings[(a, b)] = costs[a] + costs[b] - cost(groups[a] + groups[b])
+        if len(by_id[a]) + len(by_id[b]) <= max_group:
+            savings[(a, b)] = costs[a] + costs[b] - cost(by_id[a] + by_id[b])
 
-    keys = sorted(groups)
+    keys = sorted(by_id)
     for n, a in enumerate(keys):
         for b in keys[n + 1:]:
             price(a, b)
@@ -40,13 +45,13 @@ def mlp_groups(shapes: list[MLPShape], batch: int, max_group: int) -> list[list[
         (a, b), best = max(savings.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
         if best <= 0:
             break
-        groups[a] += groups.pop(b)
-        costs[a] = cost(groups[a])
+        by_id[a] = by_id[a] + by_id.pop(b)
+        costs[a] = cost(by_id[a])
         savings = {pair: v for pair, v in savings.items() if a not in pair and b not in pair}
-        for other in groups:
+        for other in by_id:
             if other != a:
                 price(min(a, other), max(a, other))
-    return list(groups.values())
+    return list(by_id.values())
 
 
 def _same_depth_groups(shapes: list[MLPShape], batch: int, max_group: int) -> list[list[int]]:
