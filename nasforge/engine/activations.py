@@ -20,44 +20,41 @@ Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], ob
 w.r.t. z into out."""
 
 
-# The kernels autograd runs, one call each, writing into a slice of one buffer.
-_RELU_BACKWARD = aten_out("threshold_backward", "grad_input")
-_TANH_BACKWARD = aten_out("tanh_backward", "grad_input")
-_GELU_BACKWARD = aten_out("gelu_backward", "grad_input")
-_SILU_BACKWARD = aten_out("silu_backward", "grad_input")
-_ELU_BACKWARD = aten_out("elu_backward", "grad_input")
-_LEAKY_BACKWARD = aten_out("leaky_relu_backward", "grad_input")
-
-
 def kernels(act: nn.Module) -> tuple[Forward, Backward] | None:
     """Forward and backward of the activations a stacked group takes: those with f(0) = 0 (a
     zero-padded unit must stay exactly zero), differentiated by hand; None for any other. Both
     write into ``out`` (the candidate rows of one layer's buffer), so candidates with
     different activations need no concatenation. Forwards go through torch's generated bindings
     (ReLU is ``clamp_min(z, 0)``, which is how ATen computes it), backwards through the raw ATen
-    overloads: a few microseconds less dispatch per call, and a mixed layer makes one per run."""
+    overloads: a few microseconds less dispatch per call, and a mixed layer makes one per run.
+    All are resolved here, when a group is built, so :func:`~nasforge.private_api.use_private`
+    takes effect for the next group."""
     if isinstance(act, nn.ReLU):
+        relu_backward = aten_out("threshold_backward", "grad_input")
         return (lambda z, out: torch.clamp_min(z, 0, out=out),
-                lambda g, z, h, out: _RELU_BACKWARD(g, h, 0, grad_input=out))
+                lambda g, z, h, out: relu_backward(g, h, 0, grad_input=out))
     if isinstance(act, nn.Tanh):
+        tanh_backward = aten_out("tanh_backward", "grad_input")
         return (lambda z, out: torch.tanh(z, out=out),
-                lambda g, z, h, out: _TANH_BACKWARD(g, h, grad_input=out))
+                lambda g, z, h, out: tanh_backward(g, h, grad_input=out))
     if isinstance(act, nn.GELU):
         approximate, gelu, onednn = act.approximate, nn_out("gelu"), onednn_switch()
+        gelu_backward = aten_out("gelu_backward", "grad_input")
         return (lambda z, out: _native_if_small(gelu, onednn, z, approximate=approximate, out=out),
-                lambda g, z, h, out: _native_if_small(_GELU_BACKWARD, onednn, g, z, approximate=approximate, grad_input=out))
+                lambda g, z, h, out: _native_if_small(gelu_backward, onednn, g, z, approximate=approximate, grad_input=out))
     if isinstance(act, nn.SiLU):
-        silu = nn_out("silu")
+        silu, silu_backward = nn_out("silu"), aten_out("silu_backward", "grad_input")
         return (lambda z, out: silu(z, out=out),
-                lambda g, z, h, out: _SILU_BACKWARD(g, z, grad_input=out))
+                lambda g, z, h, out: silu_backward(g, z, grad_input=out))
     if isinstance(act, nn.ELU):
-        alpha, elu = float(act.alpha), nn_out("elu")
+        alpha, elu, elu_backward = float(act.alpha), nn_out("elu"), aten_out("elu_backward", "grad_input")
         return (lambda z, out: elu(z, alpha, 1, 1, out=out),
-                lambda g, z, h, out: _ELU_BACKWARD(g, alpha, 1, 1, False, z, grad_input=out))
+                lambda g, z, h, out: elu_backward(g, alpha, 1, 1, False, z, grad_input=out))
     if isinstance(act, nn.LeakyReLU):
         slope, leaky_relu = float(act.negative_slope), nn_out("leaky_relu")
+        leaky_backward = aten_out("leaky_relu_backward", "grad_input")
         return (lambda z, out: leaky_relu(z, slope, out=out),
-                lambda g, z, h, out: _LEAKY_BACKWARD(g, z, slope, False, grad_input=out))
+                lambda g, z, h, out: leaky_backward(g, z, slope, False, grad_input=out))
     if isinstance(act, nn.Identity):
         return lambda z, out: out.copy_(z), lambda g, z, h, out: out.copy_(g)
     return None
