@@ -175,14 +175,16 @@ class StackedConvNet:
     def _load_optimizer_states(self, states: list[dict[str, Any]]) -> None:
         flat_slots: dict[str, torch.Tensor] = {}
         step = None
+        slot_views: dict[str, dict[str, torch.Tensor]] = {}
         for i, (model, state) in enumerate(zip(self.models, states)):
             slots, step = optimizer_slots(self.trainer._make_optimizer_for, model, state["optimizer"])
             for name, slot in zip(self.names[i], slots):
                 for k, value in slot.items():
                     if k not in flat_slots:
                         flat_slots[k] = torch.zeros_like(self.flat, requires_grad=False)
+                        slot_views[k] = self._views(flat_slots[k])
                     piece, index = self.places[i][name]
-                    self._views(flat_slots[k])[piece][i][index] = value
+                    slot_views[k][piece][i][index] = value
         if flat_slots:
             self.optimizer.state[self.flat] = with_step(step, flat_slots)
 
@@ -201,10 +203,11 @@ class StackedConvNet:
             state[f"layers.{l}.1.num_batches_tracked"] = self.tracked[l][i]
         model.load_state_dict(state)  # copies; the state dict returned below is cloned from the model
         saved = self.optimizer.state.get(self.flat) or {}
+        slot_views = {k: self._views(v) for k, v in saved.items() if k != "step"}
         slots: list[dict[str, torch.Tensor]] = []
         for name in self.names[i]:
             piece, index = self.places[i][name]
-            slots.append({k: self._views(v)[piece][i][index].clone() for k, v in saved.items() if k != "step"})
+            slots.append({k: views_k[piece][i][index].clone() for k, views_k in slot_views.items()})
         return clone_state(model.state_dict()), optimizer_state(self.trainer.param_group(), slots, saved.get("step"))
 
 
